@@ -1,0 +1,462 @@
+"""Device specs: the validated form of ``devices/<name>.yaml``.
+
+A spec says, for every precision a device supports, how weights, activations and biases are
+represented (``TensorNumerics``) and how the integer/float arithmetic of a layer is carried out
+(``Arithmetic``). Everything device-specific is data here; code never branches on device names.
+
+Validation is strict: unknown keys, wrong types and impossible combinations are rejected with a
+message naming the file, the field and what is allowed (see ``load_spec``).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hwsim.errors import NotSpecifiedError, SpecError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class Rounding(str, Enum):
+    """Rounding of a real value to an integer.
+
+    rne: half to even (IEEE default, ``np.rint``); rhaz: half away from zero (C ``round``);
+    rhu: half up, ``floor(x + 0.5)``; stochastic: ``floor(x + U[0,1))`` with a seeded generator.
+    """
+
+    RNE = "rne"
+    RHAZ = "rhaz"
+    RHU = "rhu"
+    STOCHASTIC = "stochastic"
+
+
+class Granularity(str, Enum):
+    PER_TENSOR = "per_tensor"
+    PER_CHANNEL = "per_channel"
+
+
+class CalibrationMethod(str, Enum):
+    """How the range of a tensor is estimated from calibration data.
+
+    minmax: running min/max over all batches; ema_minmax: exponential moving average of per-batch
+    min/max (``ema_decay``); percentile: the ``percentile``-th percentile of |x| (or of each tail
+    for asymmetric); mse: the clip minimising quantization mean squared error; kl: the clip
+    minimising KL divergence of the histogram (TensorRT entropy calibration); absmax: max |x|.
+    """
+
+    MINMAX = "minmax"
+    EMA_MINMAX = "ema_minmax"
+    PERCENTILE = "percentile"
+    MSE = "mse"
+    KL = "kl"
+    ABSMAX = "absmax"
+
+
+class Calibration(_Strict):
+    method: CalibrationMethod = CalibrationMethod.MINMAX
+    percentile: float | None = Field(default=None, gt=50.0, le=100.0)
+    ema_decay: float | None = Field(default=None, gt=0.0, lt=1.0)
+    bins: int | None = Field(default=None, ge=128, le=1 << 16)
+
+    @model_validator(mode="after")
+    def _params_match_method(self) -> Calibration:
+        if self.method is CalibrationMethod.PERCENTILE and self.percentile is None:
+            raise ValueError("calibration method 'percentile' needs 'percentile' (e.g. 99.99)")
+        if self.method is not CalibrationMethod.PERCENTILE and self.percentile is not None:
+            raise ValueError("'percentile' is only allowed with calibration method 'percentile'")
+        if self.method is CalibrationMethod.EMA_MINMAX and self.ema_decay is None:
+            raise ValueError("calibration method 'ema_minmax' needs 'ema_decay' (e.g. 0.9)")
+        if self.method is not CalibrationMethod.EMA_MINMAX and self.ema_decay is not None:
+            raise ValueError("'ema_decay' is only allowed with calibration method 'ema_minmax'")
+        if self.bins is not None and self.method not in (CalibrationMethod.KL,
+                                                          CalibrationMethod.MSE):
+            raise ValueError("'bins' is only allowed with calibration methods 'kl' and 'mse'")
+        return self
+
+
+class _NumericsBase(_Strict):
+    bits: int = Field(ge=1, le=32)
+    rounding: Rounding = Rounding.RNE
+    seed: int | None = Field(default=None, description="seed of stochastic rounding")
+    calibration: Calibration = Calibration()
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _seed_iff_stochastic(self) -> _NumericsBase:
+        if self.rounding is Rounding.STOCHASTIC and self.seed is None:
+            raise ValueError("rounding 'stochastic' needs an integer 'seed' (reproducibility)")
+        if self.rounding is not Rounding.STOCHASTIC and self.seed is not None:
+            raise ValueError("'seed' is only allowed with rounding 'stochastic'")
+        return self
+
+
+class UniformNumerics(_NumericsBase):
+    """Uniform affine integer codes: ``q = clamp(round(x / s) + zp, qmin, qmax)``.
+
+    scale_rule:
+      standard: symmetric s = amax / qmax_pos; asymmetric s = (max - min) / (qmax - qmin) with the
+        range widened to contain 0 and zp = qmin - round(min / s) (``zero_point_rounding``).
+      snpe_tf: SNPE/AIMET "tf" nudging (min range ``min_range``, zero point RHAZ, range shifted so
+        0 is exact, inputs clamped to the nudged range; DESIGN.md B3).
+      pow2_lsq: Vitis AI: scale 2^-fp, fp searched in floor(log2(1/s0)) .. +4 by least squared
+        error of the quantized tensor (``pow2_search_steps``).
+      derived: the scale is given by the layer (bias: s_in * s_w), zero point 0.
+    scaling: divide (x / s, ONNX Runtime) or reciprocal_multiply (x * (1 / s), PyTorch fbgemm).
+    zero_point_add: after_rounding (round(x/s) + zp; ORT, torch) or before_rounding
+      (round(x/s + zp); SNPE/AIMET).
+    """
+
+    kind: Literal["uniform"] = "uniform"
+    signed: bool
+    symmetric: bool
+    granularity: Granularity = Granularity.PER_TENSOR
+    axis: int | None = None
+    narrow_range: bool = False
+    scale_type: Literal["float", "power_of_two"] = "float"
+    scale_rule: Literal["standard", "snpe_tf", "pow2_lsq", "derived"] = "standard"
+    scaling: Literal["divide", "reciprocal_multiply"] = "divide"
+    zero_point_add: Literal["after_rounding", "before_rounding"] = "after_rounding"
+    zero_point_rounding: Rounding = Rounding.RNE
+    min_range: float | None = Field(default=None, gt=0.0)
+    pow2_search_steps: int | None = Field(default=None, ge=1, le=16)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> UniformNumerics:
+        if not 2 <= self.bits <= 32:
+            raise ValueError(f"uniform bits must be in 2..32, got {self.bits}")
+        if self.granularity is Granularity.PER_CHANNEL and self.axis is None:
+            raise ValueError("granularity 'per_channel' needs 'axis' (e.g. 0 for conv weights)")
+        if self.granularity is Granularity.PER_TENSOR and self.axis is not None:
+            raise ValueError("'axis' is only allowed with granularity 'per_channel'")
+        if self.symmetric and self.zero_point_add == "before_rounding":
+            raise ValueError("'zero_point_add: before_rounding' needs an asymmetric scheme")
+        if self.scale_type == "power_of_two" and self.scale_rule not in ("pow2_lsq", "derived"):
+            raise ValueError("scale_type 'power_of_two' needs scale_rule 'pow2_lsq' or 'derived'")
+        if self.scale_rule == "pow2_lsq":
+            if self.scale_type != "power_of_two" or not self.symmetric:
+                raise ValueError("scale_rule 'pow2_lsq' needs scale_type 'power_of_two' and "
+                                 "symmetric: true")
+            if self.pow2_search_steps is None:
+                raise ValueError("scale_rule 'pow2_lsq' needs 'pow2_search_steps' (Vitis: 5)")
+        elif self.pow2_search_steps is not None:
+            raise ValueError("'pow2_search_steps' is only allowed with scale_rule 'pow2_lsq'")
+        if self.scale_rule == "snpe_tf":
+            if self.symmetric or self.signed:
+                raise ValueError("scale_rule 'snpe_tf' is unsigned asymmetric (signed: false, "
+                                 "symmetric: false)")
+            if self.min_range is None:
+                raise ValueError("scale_rule 'snpe_tf' needs 'min_range' (SNPE: 0.01)")
+        elif self.min_range is not None:
+            raise ValueError("'min_range' is only allowed with scale_rule 'snpe_tf'")
+        if self.scale_rule == "derived" and not self.symmetric:
+            raise ValueError("scale_rule 'derived' (bias) has zero point 0: symmetric: true")
+        if self.symmetric and not self.signed and self.scale_rule != "derived":
+            raise ValueError("a symmetric scheme needs signed codes (signed: true)")
+        return self
+
+
+class LogNumerics(_NumericsBase):
+    """Logarithmic codes (NNIE): value = +-2^((k + z) / levels_per_octave), sign-magnitude code.
+
+    z = RNE(levels_per_octave * log2(c)) - (2^(bits-1) - 1) from the clip c (DESIGN.md B2).
+    Log codes have one clip per tensor and no zero point.
+    """
+
+    kind: Literal["log"] = "log"
+    levels_per_octave: int = Field(default=16, ge=1, le=256)
+    code: Literal["sign_magnitude"] = "sign_magnitude"
+    granularity: Granularity = Granularity.PER_TENSOR
+    positive_threshold: Literal["inclusive", "exclusive"] = "inclusive"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LogNumerics:
+        if self.granularity is not Granularity.PER_TENSOR:
+            raise ValueError("log numerics have a single clip per tensor: granularity must be "
+                             "'per_tensor' (per-channel zero points do not exist in log codes)")
+        if self.bits != 8:
+            raise NotSpecifiedError(
+                f"log numerics are specified only for 8 bits (MQBench NNIE); got {self.bits}")
+        return self
+
+
+class DynamicFixedPointNumerics(_NumericsBase):
+    """Ristretto dynamic fixed point: value = q * 2^-fl, q in [-2^(bits-1), 2^(bits-1) - 1].
+
+    Saturate first, then round. il_rule: weight il = ceil(log2(max|W|) + 1); activation
+    il = ceil(log2(max|x|)); fl = bits - il (DESIGN.md B5).
+    """
+
+    kind: Literal["dynamic_fixed_point"] = "dynamic_fixed_point"
+    il_rule: Literal["weight", "activation"]
+    granularity: Granularity = Granularity.PER_TENSOR
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DynamicFixedPointNumerics:
+        if self.granularity is not Granularity.PER_TENSOR:
+            raise ValueError("Ristretto dynamic fixed point is per layer: granularity must be "
+                             "'per_tensor'")
+        if not 2 <= self.bits <= 32:
+            raise ValueError(f"dynamic fixed point bits must be in 2..32, got {self.bits}")
+        return self
+
+
+class MinifloatNumerics(_NumericsBase):
+    """Ristretto minifloat: 1 sign bit, ``exp_bits`` exponent, bits-1-exp_bits mantissa; bias
+    2^(exp_bits-1) - 1; no inf/NaN codes; underflow to 0; overflow saturates.
+
+    exp_bits 'auto' applies Ristretto's rule e = max(4, ceil(log2(log2(max) - 1) + 1)).
+    """
+
+    kind: Literal["minifloat"] = "minifloat"
+    exp_bits: int | Literal["auto"] = "auto"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MinifloatNumerics:
+        if isinstance(self.exp_bits, int) and not 1 <= self.exp_bits <= self.bits - 2:
+            raise ValueError(f"exp_bits must be in 1..bits-2 = 1..{self.bits - 2}")
+        return self
+
+
+class PowerOfTwoNumerics(_NumericsBase):
+    """Ristretto power-of-two weights: sign * 2^clamp(round(log2|w|), exp_min, exp_max);
+    w = 0 becomes +2^exp_min (Ristretto's behaviour)."""
+
+    kind: Literal["power_of_two"] = "power_of_two"
+    exp_min: int = -8
+    exp_max: int = -1
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PowerOfTwoNumerics:
+        if self.exp_min > self.exp_max:
+            raise ValueError(f"exp_min ({self.exp_min}) must be <= exp_max ({self.exp_max})")
+        if (self.exp_max - self.exp_min + 1) * 2 > 2 ** self.bits:
+            raise ValueError(f"{self.exp_max - self.exp_min + 1} exponents with a sign do not "
+                             f"fit in {self.bits} bits")
+        return self
+
+
+class FloatNumerics(_NumericsBase):
+    """IEEE-style binary floating point (fp16 here), produced from float32 by rounding.
+
+    subnormals: keep (IEEE) or flush (inputs DAZ, results FTZ); tininess: whether a result is
+    judged below 2^-14 before or after rounding (only with flush); overflow: inf (IEEE) or
+    saturate (+-max finite); nan: propagate (quiet NaN) or zero (Ascend saturation mode).
+    """
+
+    kind: Literal["float"] = "float"
+    format: Literal["fp16"] = "fp16"
+    subnormals: Literal["keep", "flush"] = "keep"
+    tininess: Literal["before_rounding", "after_rounding"] | None = None
+    overflow: Literal["inf", "saturate"] = "inf"
+    nan: Literal["propagate", "zero"] = "propagate"
+    signed_zero_on_flush: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FloatNumerics:
+        if self.bits != 16:
+            raise ValueError(f"format fp16 has 16 bits, got bits: {self.bits}")
+        if self.rounding is not Rounding.RNE:
+            raise ValueError("float formats round to nearest even (rounding: rne)")
+        if self.subnormals == "flush" and self.tininess is None:
+            raise ValueError("subnormals 'flush' needs 'tininess': before_rounding or "
+                             "after_rounding")
+        if self.subnormals == "keep" and self.tininess is not None:
+            raise ValueError("'tininess' is only meaningful with subnormals 'flush'")
+        return self
+
+
+TensorNumerics = Annotated[
+    UniformNumerics | LogNumerics | DynamicFixedPointNumerics | MinifloatNumerics
+    | PowerOfTwoNumerics | FloatNumerics,
+    Field(discriminator="kind"),
+]
+
+NUMERICS_KINDS = ("uniform", "log", "dynamic_fixed_point", "minifloat", "power_of_two", "float")
+
+
+class Arithmetic(_Strict):
+    """How a layer computes from quantized inputs.
+
+    accumulator_bits / accumulator_overflow: width of integer sums and what happens past it.
+    requant: how the accumulator becomes the output code:
+      fp32_multiply: float32(acc) * float32(float32(s_x*s_w)/s_y), RNE (ONNX Runtime);
+      q31_double_rounding: frexp multiplier in q31, SaturatingRoundingDoublingHighMul then
+        RoundingDivideByPOT (TFLite/gemmlowp conv reference);
+      double_multiply_rhaz: round_half_away(double(acc) * M) (TFLite fully-connected reference);
+      shift: power-of-two scales, arithmetic right shift with ``shift_rounding``;
+      float: dequantize, compute in float (``float_accumulation``), requantize (log, float and
+        fixed-point-float devices).
+    int16_pair_saturation: adjacent pairs of u8*s8 products saturate to int16 before summing
+      (x86 AVX2 ``vpmaddubsw``; ONNX Runtime on CPUs without VNNI).
+    """
+
+    accumulator_bits: int = Field(default=32, ge=16, le=64)
+    accumulator_overflow: Literal["wrap", "saturate"] = "wrap"
+    requant: Literal["fp32_multiply", "q31_double_rounding", "double_multiply_rhaz", "shift",
+                     "float"]
+    shift_rounding: Rounding | None = None
+    int16_pair_saturation: bool = False
+    float_accumulation: Literal["fp16", "fp32", "fp64"] | None = None
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Arithmetic:
+        if self.requant == "shift" and self.shift_rounding is None:
+            raise ValueError("requant 'shift' needs 'shift_rounding' (rne, rhaz or rhu)")
+        if self.requant != "shift" and self.shift_rounding is not None:
+            raise ValueError("'shift_rounding' is only allowed with requant 'shift'")
+        if self.requant == "float" and self.float_accumulation is None:
+            raise ValueError("requant 'float' needs 'float_accumulation' (fp16, fp32 or fp64)")
+        return self
+
+
+class Precision(_Strict):
+    """Numerics of one precision (``int8``, ``fp16`` ...) of a device."""
+
+    weight: TensorNumerics
+    activation: TensorNumerics
+    bias: TensorNumerics
+    arithmetic: Arithmetic
+    note: str | None = None
+
+
+class UnspecifiedPrecision(_Strict):
+    """A precision the device has but no public source specifies; using it raises."""
+
+    unspecified: str = Field(min_length=10, description="why, and what would be needed")
+
+
+class Performance(_Strict):
+    """Roofline-style performance figures for modeled latency (ms), with their provenance."""
+
+    peak_macs_per_s: dict[str, float] = Field(default_factory=dict)
+    memory_bandwidth_gb_s: float | None = Field(default=None, gt=0.0)
+    op_overhead_us: float = Field(default=0.0, ge=0.0)
+    efficiency: dict[str, float] = Field(default_factory=dict)
+    energy_pj_per_mac: dict[str, float] = Field(default_factory=dict)
+    energy_pj_per_byte: float | None = Field(default=None, gt=0.0)
+    sources: list[str] = Field(default_factory=list)
+    assumptions: list[str] = Field(default_factory=list)
+
+
+_PRECISION_NAME = re.compile(r"^(int(\d+)|fp16)$")
+
+
+class DeviceSpec(_Strict):
+    """One target device: identity, supported precisions and their numerics, provenance."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    title: str
+    vendor: str
+    library: str
+    table_row: str = Field(description="the seed hardware table's row(s), verbatim")
+    bits: list[int | Literal["fp16"]] = Field(min_length=1)
+    precisions: dict[str, Precision | UnspecifiedPrecision] = Field(min_length=1)
+    default_precision: str
+    sources: list[str] = Field(min_length=1)
+    assumptions: list[str] = Field(default_factory=list)
+    corrections: list[str] = Field(default_factory=list)
+    performance: Performance | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeviceSpec:
+        allowed = [f"int{b}" if isinstance(b, int) else b for b in self.bits]
+        for pname, prec in self.precisions.items():
+            m = _PRECISION_NAME.match(pname)
+            if m is None:
+                raise ValueError(f"precision name {pname!r} must be 'int<bits>' or 'fp16'")
+            if pname not in allowed:
+                raise ValueError(f"precision {pname!r} is not in the device's bits {allowed}")
+            if isinstance(prec, UnspecifiedPrecision):
+                continue
+            if m.group(2) is not None:
+                bits = int(m.group(2))
+                if prec.activation.kind == "float" or prec.weight.kind == "float":
+                    raise ValueError(f"precision {pname!r} is integer-coded but uses float "
+                                     "numerics; name it 'fp16'")
+                if max(prec.weight.bits, prec.activation.bits) != bits:
+                    raise ValueError(
+                        f"precision {pname!r}: the wider of weight bits ({prec.weight.bits}) and "
+                        f"activation bits ({prec.activation.bits}) must be {bits}")
+            elif prec.activation.kind != "float":
+                raise ValueError(f"precision {pname!r} needs float activation numerics")
+        missing = [p for p in allowed if p not in self.precisions]
+        if missing:
+            raise ValueError(f"bits {missing} listed but no precision entry for them "
+                             "(add one, or an 'unspecified:' entry saying why)")
+        if self.default_precision not in self.precisions or isinstance(
+                self.precisions[self.default_precision], UnspecifiedPrecision):
+            raise ValueError(f"default_precision {self.default_precision!r} must name a "
+                             f"specified precision: {self.specified_precisions}")
+        return self
+
+    @property
+    def specified_precisions(self) -> list[str]:
+        return [p for p, v in self.precisions.items() if isinstance(v, Precision)]
+
+    def precision(self, name: str | None = None) -> Precision:
+        """The numerics of precision ``name`` (default: ``default_precision``).
+
+        Raises NotSpecifiedError for a precision no public source specifies, SpecError for an
+        unknown one.
+        """
+        name = self.default_precision if name is None else name
+        if name not in self.precisions:
+            raise SpecError(f"device {self.name!r} has no precision {name!r}; "
+                            f"allowed: {self.specified_precisions}")
+        prec = self.precisions[name]
+        if isinstance(prec, UnspecifiedPrecision):
+            raise NotSpecifiedError(f"device {self.name!r} precision {name!r} is not specified "
+                                    f"by any public source: {prec.unspecified}")
+        return prec
+
+
+def _format_validation_error(path: Path | str, err: ValidationError) -> str:
+    lines = [f"{path}: invalid device spec"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (not part of the device spec schema)"
+        elif e["type"] == "literal_error" or e["type"] == "enum":
+            msg = f"{msg}; got {e.get('input')!r}"
+        lines.append(f"  field '{loc}': {msg}")
+    return "\n".join(lines)
+
+
+def parse_spec(data: Any, source: Path | str = "<dict>") -> DeviceSpec:
+    """Validate a mapping (already parsed YAML) as a DeviceSpec; errors name ``source``."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: a device spec must be a mapping, got {type(data).__name__}")
+    try:
+        return DeviceSpec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(_format_validation_error(source, err)) from None
+    except NotSpecifiedError as err:
+        raise NotSpecifiedError(f"{source}: {err}") from None
+
+
+def load_spec(path: Path | str) -> DeviceSpec:
+    """Read and validate one device YAML (``yaml.safe_load``; anchors and merge keys allowed)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read device spec: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise SpecError(f"{path}: not valid YAML: {err}") from None
+    spec = parse_spec(data, path)
+    if spec.name != path.stem:
+        raise SpecError(f"{path}: field 'name' is {spec.name!r} but the file is named "
+                        f"{path.name!r}; they must match")
+    return spec

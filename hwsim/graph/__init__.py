@@ -1,0 +1,1 @@
+"""hwsim.graph layer."""

@@ -1,0 +1,1 @@
+"""Quantization schemes: calibrate -> qparams, quantize -> codes, dequantize; numba kernels."""
