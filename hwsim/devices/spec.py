@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 from hwsim.errors import NotSpecifiedError, SpecError
 
@@ -112,6 +120,9 @@ class UniformNumerics(_NumericsBase):
     scaling: divide (x / s, ONNX Runtime) or reciprocal_multiply (x * (1 / s), PyTorch fbgemm).
     zero_point_add: after_rounding (round(x/s) + zp; ORT, torch) or before_rounding
       (round(x/s + zp); SNPE/AIMET).
+    matmul_granularity: granularity of fully-connected / MatMul weights when it differs from
+      ``granularity`` (Ascend AMCT: per-channel conv weights, per-tensor MatMul weights).
+    narrow_range: signed codes only, [-(2^(b-1)-1), 2^(b-1)-1].
     """
 
     kind: Literal["uniform"] = "uniform"
@@ -127,9 +138,21 @@ class UniformNumerics(_NumericsBase):
     zero_point_rounding: Rounding = Rounding.RNE
     min_range: float | None = Field(default=None, gt=0.0)
     pow2_search_steps: int | None = Field(default=None, ge=1, le=16)
+    matmul_granularity: Granularity | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> UniformNumerics:
+        if self.narrow_range and not self.signed:
+            raise ValueError("'narrow_range: true' needs signed codes (signed: true); unsigned "
+                             "codes always use [0, 2^bits - 1]")
+        if self.matmul_granularity is not None and self.matmul_granularity is self.granularity:
+            raise ValueError(f"'matmul_granularity' ({self.matmul_granularity.value}) repeats "
+                             "'granularity'; give it only when MatMul weights differ")
+        if (self.matmul_granularity is Granularity.PER_CHANNEL
+                and self.granularity is Granularity.PER_TENSOR):
+            raise ValueError("'matmul_granularity: per_channel' needs an 'axis'; use it only "
+                             "with granularity 'per_channel' (and matmul_granularity "
+                             "'per_tensor')")
         if not 2 <= self.bits <= 32:
             raise ValueError(f"uniform bits must be in 2..32, got {self.bits}")
         if self.granularity is Granularity.PER_CHANNEL and self.axis is None:
@@ -244,7 +267,8 @@ class PowerOfTwoNumerics(_NumericsBase):
 
 
 class FloatNumerics(_NumericsBase):
-    """IEEE-style binary floating point (fp16 here), produced from float32 by rounding.
+    """IEEE-style binary floating point (fp16; fp32 for tensors a device keeps in float32,
+    e.g. unquantized biases), produced from float32 by rounding (fp32: unchanged).
 
     subnormals: keep (IEEE) or flush (inputs DAZ, results FTZ); tininess: whether a result is
     judged below 2^-14 before or after rounding (only with flush); overflow: inf (IEEE) or
@@ -252,7 +276,7 @@ class FloatNumerics(_NumericsBase):
     """
 
     kind: Literal["float"] = "float"
-    format: Literal["fp16"] = "fp16"
+    format: Literal["fp16", "fp32"] = "fp16"
     subnormals: Literal["keep", "flush"] = "keep"
     tininess: Literal["before_rounding", "after_rounding"] | None = None
     overflow: Literal["inf", "saturate"] = "inf"
@@ -261,8 +285,14 @@ class FloatNumerics(_NumericsBase):
 
     @model_validator(mode="after")
     def _consistent(self) -> FloatNumerics:
-        if self.bits != 16:
-            raise ValueError(f"format fp16 has 16 bits, got bits: {self.bits}")
+        format_bits = {"fp16": 16, "fp32": 32}[self.format]
+        if self.bits != format_bits:
+            raise ValueError(f"format {self.format} has {format_bits} bits, got bits: "
+                             f"{self.bits}")
+        if self.format == "fp32" and (self.subnormals, self.overflow, self.nan) != (
+                "keep", "inf", "propagate"):
+            raise ValueError("format fp32 is the input format itself: subnormals 'keep', "
+                             "overflow 'inf', nan 'propagate' (no conversion happens)")
         if self.rounding is not Rounding.RNE:
             raise ValueError("float formats round to nearest even (rounding: rne)")
         if self.subnormals == "flush" and self.tininess is None:
@@ -315,6 +345,9 @@ class Arithmetic(_Strict):
             raise ValueError("'shift_rounding' is only allowed with requant 'shift'")
         if self.requant == "float" and self.float_accumulation is None:
             raise ValueError("requant 'float' needs 'float_accumulation' (fp16, fp32 or fp64)")
+        if self.requant != "float" and self.float_accumulation is not None:
+            raise ValueError("'float_accumulation' is only allowed with requant 'float' "
+                             "(integer requantization accumulates in 'accumulator_bits')")
         return self
 
 
@@ -326,6 +359,33 @@ class Precision(_Strict):
     bias: TensorNumerics
     arithmetic: Arithmetic
     note: str | None = None
+
+    @model_validator(mode="after")
+    def _arithmetic_fits_numerics(self) -> Precision:
+        kinds = {self.weight.kind, self.activation.kind}
+        requant = self.arithmetic.requant
+        if requant in ("fp32_multiply", "q31_double_rounding", "double_multiply_rhaz"):
+            if kinds != {"uniform"}:
+                raise ValueError(f"arithmetic.requant '{requant}' rescales uniform integer codes; "
+                                 f"weight/activation kinds are {sorted(kinds)} (use 'float' or "
+                                 "'shift')")
+        elif requant == "shift":
+            for role in ("weight", "activation"):
+                num = getattr(self, role)
+                pow2 = num.kind in ("dynamic_fixed_point", "power_of_two") or (
+                    num.kind == "uniform" and num.scale_type == "power_of_two")
+                if not pow2:
+                    raise ValueError(f"arithmetic.requant 'shift' needs power-of-two scales, but "
+                                     f"{role} is kind '{num.kind}'"
+                                     + (" with scale_type 'float'" if num.kind == "uniform"
+                                        else ""))
+        if self.arithmetic.int16_pair_saturation:
+            w, a = self.weight, self.activation
+            if not (w.kind == a.kind == "uniform" and w.bits == a.bits == 8 and w.signed
+                    and not a.signed):
+                raise ValueError("'int16_pair_saturation' models u8 x s8 pair products "
+                                 "(vpmaddubsw): it needs uint8 activations and int8 weights")
+        return self
 
 
 class UnspecifiedPrecision(_Strict):
@@ -350,6 +410,20 @@ class Performance(_Strict):
 _PRECISION_NAME = re.compile(r"^(int(\d+)|fp16)$")
 
 
+def _precision_tag(value: Any) -> str:
+    """A precision entry with an ``unspecified`` key is an UnspecifiedPrecision."""
+    if isinstance(value, dict):
+        return "UnspecifiedPrecision" if "unspecified" in value else "Precision"
+    return "UnspecifiedPrecision" if isinstance(value, UnspecifiedPrecision) else "Precision"
+
+
+PrecisionEntry = Annotated[
+    Annotated[Precision, Tag("Precision")]
+    | Annotated[UnspecifiedPrecision, Tag("UnspecifiedPrecision")],
+    Discriminator(_precision_tag),
+]
+
+
 class DeviceSpec(_Strict):
     """One target device: identity, supported precisions and their numerics, provenance."""
 
@@ -359,7 +433,7 @@ class DeviceSpec(_Strict):
     library: str
     table_row: str = Field(description="the seed hardware table's row(s), verbatim")
     bits: list[int | Literal["fp16"]] = Field(min_length=1)
-    precisions: dict[str, Precision | UnspecifiedPrecision] = Field(min_length=1)
+    precisions: dict[str, PrecisionEntry] = Field(min_length=1)
     default_precision: str
     sources: list[str] = Field(min_length=1)
     assumptions: list[str] = Field(default_factory=list)
@@ -372,29 +446,33 @@ class DeviceSpec(_Strict):
         for pname, prec in self.precisions.items():
             m = _PRECISION_NAME.match(pname)
             if m is None:
-                raise ValueError(f"precision name {pname!r} must be 'int<bits>' or 'fp16'")
+                raise ValueError(f"field 'precisions.{pname}': precision name {pname!r} must be "
+                                 "'int<bits>' or 'fp16'")
             if pname not in allowed:
-                raise ValueError(f"precision {pname!r} is not in the device's bits {allowed}")
+                raise ValueError(f"field 'precisions.{pname}': precision {pname!r} is not in the "
+                                 f"device's bits; allowed: {allowed}")
             if isinstance(prec, UnspecifiedPrecision):
                 continue
             if m.group(2) is not None:
                 bits = int(m.group(2))
                 if prec.activation.kind == "float" or prec.weight.kind == "float":
-                    raise ValueError(f"precision {pname!r} is integer-coded but uses float "
-                                     "numerics; name it 'fp16'")
+                    raise ValueError(f"field 'precisions.{pname}': precision {pname!r} is "
+                                     "integer-coded but uses float numerics; name it 'fp16'")
                 if max(prec.weight.bits, prec.activation.bits) != bits:
                     raise ValueError(
-                        f"precision {pname!r}: the wider of weight bits ({prec.weight.bits}) and "
-                        f"activation bits ({prec.activation.bits}) must be {bits}")
+                        f"field 'precisions.{pname}': the wider of weight bits "
+                        f"({prec.weight.bits}) and activation bits ({prec.activation.bits}) "
+                        f"must be {bits}")
             elif prec.activation.kind != "float":
-                raise ValueError(f"precision {pname!r} needs float activation numerics")
+                raise ValueError(f"field 'precisions.{pname}': precision {pname!r} needs float "
+                                 "activation numerics")
         missing = [p for p in allowed if p not in self.precisions]
         if missing:
-            raise ValueError(f"bits {missing} listed but no precision entry for them "
+            raise ValueError(f"field 'bits': {missing} listed but no precision entry for them "
                              "(add one, or an 'unspecified:' entry saying why)")
         if self.default_precision not in self.precisions or isinstance(
                 self.precisions[self.default_precision], UnspecifiedPrecision):
-            raise ValueError(f"default_precision {self.default_precision!r} must name a "
+            raise ValueError(f"field 'default_precision': {self.default_precision!r} must name a "
                              f"specified precision: {self.specified_precisions}")
         return self
 
@@ -419,16 +497,29 @@ class DeviceSpec(_Strict):
         return prec
 
 
+# Union tags pydantic inserts into error locations; no schema field has one of these names
+# (numerics kinds are values of 'kind', never keys).
+_UNION_TAGS = frozenset({"Precision", "UnspecifiedPrecision", *NUMERICS_KINDS})
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    """``precisions.int8.weight.axis`` from pydantic's location (union tags removed)."""
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p in _UNION_TAGS))
+
+
 def _format_validation_error(path: Path | str, err: ValidationError) -> str:
     lines = [f"{path}: invalid device spec"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
+        loc = _field_path(e["loc"])
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (not part of the device spec schema)"
         elif e["type"] == "literal_error" or e["type"] == "enum":
             msg = f"{msg}; got {e.get('input')!r}"
-        lines.append(f"  field '{loc}': {msg}")
+        elif e["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        # Cross-field checks of the whole spec have no location; their message names the field.
+        lines.append(f"  field '{loc}': {msg}" if loc else f"  {msg}")
     return "\n".join(lines)
 
 

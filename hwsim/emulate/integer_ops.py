@@ -1,0 +1,330 @@
+"""Integer layers on codes: conv2d, linear, and the elementwise/pooling ops of quantized nets.
+
+Convolution and linear produce the *accumulator* (``Accumulation``): the exact integer sum
+sum_k (x_k - zp_x) * (w_k - zp_w[o]) + bias[o], then the device's accumulator width applied
+(wrap or saturate) with every output whose exact sum does not fit counted in
+``overflow_count``. Requantization is separate (``hwsim.emulate.requant``).
+
+Fast and exact: sums are computed by float GEMM/convolution only where the result is provably
+exact. A float32 sum of integer products is exact while K * max|x| * max|w| < 2^24 (every
+partial sum, in any order, with or without FMA, is an integer below 2^24); float64 while the
+bound is < 2^53. Between the two, the weights are split w = hi * 2^s + lo and two float32
+passes are combined in int64. Past 2^53 an int64 matmul is used. Padding uses the input zero
+point as the pad value (it is 0 after subtracting the zero point), as QLinearConv and TFLite do.
+
+int16 pair saturation (x86 ``vpmaddubsw``, ONNX Runtime MLAS u8 x s8 GEMM kernels on CPUs
+without VNNI): raw codes are multiplied (u8 activation x s8 weight, zero points not yet
+subtracted, padded taps holding the input zero point), products of adjacent pairs along the
+reduction dimension are summed and saturated to [-32768, 32767] before the int32 sum; the zero
+point corrections are exact. The reduction order is (kernel row, kernel column, input channel)
+as ORT's NHWC im2col builds it, pairs (2j, 2j+1) with the channel count per tap padded to even
+(see ``_pair_saturation_delta``). Depthwise convolutions use MLAS's int32 depthwise kernel and
+are not affected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hwsim.errors import EmulationError
+
+_F32_EXACT = 1 << 24
+_F64_EXACT = 1 << 53
+_PAIR_CHUNK_ELEMENTS = 1 << 22  # int32 pair products held at once by the saturation model
+
+
+@dataclass(frozen=True, eq=False)
+class Accumulation:
+    """Accumulator values of a conv/linear layer.
+
+    values: int64 array (N, O, OH, OW) for conv, (..., O) for linear, already wrapped or
+      saturated to ``accumulator_bits``; overflow_count: outputs whose exact sum (bias
+      included) is outside the accumulator range; saturated_pairs: int16 pair sums that
+      saturated (0 unless pair saturation is modelled); path: how the sum was computed
+      ("float32", "float32_split", "float64" or "int64").
+    """
+
+    values: np.ndarray
+    overflow_count: int
+    saturated_pairs: int
+    path: str
+
+
+def _check_int_codes(name: str, a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    if not np.issubdtype(a.dtype, np.integer):
+        raise EmulationError(f"{name} must hold integer codes, got dtype {a.dtype}")
+    return a
+
+
+def _weight_zero_point(w_zero_point: np.ndarray | int, out_channels: int) -> np.ndarray:
+    zw = np.asarray(w_zero_point, dtype=np.int64)
+    if zw.ndim == 0:
+        return zw
+    if zw.shape != (out_channels,):
+        raise EmulationError(f"weight zero point must be a scalar or have shape "
+                             f"({out_channels},), got {zw.shape}")
+    return zw
+
+
+def _bias(bias: np.ndarray | None, out_channels: int) -> np.ndarray | None:
+    if bias is None:
+        return None
+    b = _check_int_codes("bias", bias).astype(np.int64)
+    if b.shape != (out_channels,):
+        raise EmulationError(f"bias must have shape ({out_channels},), got {b.shape}")
+    if b.min(initial=0) < -(1 << 31) or b.max(initial=0) > (1 << 31) - 1:
+        raise EmulationError("bias codes must fit in int32")
+    return b
+
+
+def _finish(exact: np.ndarray, accumulator_bits: int, overflow: str, saturated_pairs: int,
+            path: str) -> Accumulation:
+    if not 16 <= accumulator_bits <= 64:
+        raise EmulationError(f"accumulator_bits must be in 16..64, got {accumulator_bits}")
+    lo = -(1 << (accumulator_bits - 1))
+    hi = (1 << (accumulator_bits - 1)) - 1
+    out_of_range = (exact < lo) | (exact > hi)
+    count = int(np.count_nonzero(out_of_range))
+    if count == 0 or accumulator_bits == 64:
+        values = exact
+    elif overflow == "wrap":
+        span = 1 << accumulator_bits
+        values = ((exact - lo) & (span - 1)) + lo
+    elif overflow == "saturate":
+        values = np.clip(exact, lo, hi)
+    else:
+        raise EmulationError(f"accumulator_overflow must be 'wrap' or 'saturate', got "
+                             f"{overflow!r}")
+    return Accumulation(values=values, overflow_count=count, saturated_pairs=saturated_pairs,
+                        path=path)
+
+
+def _split_bits(max_abs_w: int) -> int:
+    return max(1, (int(max_abs_w).bit_length() + 1) // 2)
+
+
+def _exact_sum(run_float, xs: np.ndarray, ws: np.ndarray, k: int, run_int64) -> tuple[
+        np.ndarray, str]:
+    """Exact integer sum of products via the cheapest exact float path (see module doc).
+
+    ``run_float(x, w, dtype)`` computes the sums in floating point; ``run_int64(x, w)`` exactly.
+    """
+    mx = int(np.abs(xs).max(initial=0))
+    mw = int(np.abs(ws).max(initial=0))
+    bound = k * mx * mw
+    if bound < _F32_EXACT:
+        return run_float(xs, ws, torch.float32).astype(np.int64), "float32"
+    s = _split_bits(mw)
+    lo = ws & ((1 << s) - 1)  # in [0, 2^s)
+    hi = (ws - lo) >> s
+    if k * mx * max(int(np.abs(hi).max(initial=0)), (1 << s) - 1) < _F32_EXACT:
+        acc_hi = run_float(xs, hi, torch.float32).astype(np.int64)
+        acc_lo = run_float(xs, lo, torch.float32).astype(np.int64)
+        return (acc_hi << s) + acc_lo, "float32_split"
+    if bound < _F64_EXACT:
+        return run_float(xs, ws, torch.float64).astype(np.int64), "float64"
+    return run_int64(xs, ws), "int64"
+
+
+def conv_output_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: int,
+                     dilation: int) -> int:
+    """floor((size + pads - dilation * (kernel - 1) - 1) / stride) + 1 (ONNX/PyTorch rule)."""
+    return (size + pad_before + pad_after - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _conv_geometry(x: np.ndarray, w: np.ndarray, stride, padding, dilation, groups):
+    if x.ndim != 4 or w.ndim != 4:
+        raise EmulationError(f"conv2d needs x (N, C, H, W) and w (O, C/groups, kh, kw); got "
+                             f"x {x.shape}, w {w.shape}")
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    if groups < 1 or c % groups or o % groups or cg != c // groups:
+        raise EmulationError(f"conv2d: groups={groups} does not fit x channels {c}, weight "
+                             f"{w.shape} (need C % groups == 0, O % groups == 0, "
+                             "w.shape[1] == C / groups)")
+    sh, sw = stride
+    dh, dw = dilation
+    pt, pl, pb, pr = padding
+    if min(sh, sw, dh, dw) < 1 or min(pt, pl, pb, pr) < 0:
+        raise EmulationError(f"conv2d: stride {stride} and dilation {dilation} must be >= 1, "
+                             f"padding {padding} >= 0")
+    oh = conv_output_size(h, kh, sh, pt, pb, dh)
+    ow = conv_output_size(wd, kw, sw, pl, pr, dw)
+    if oh < 1 or ow < 1:
+        raise EmulationError(f"conv2d: output would be empty ({oh}x{ow}) for input {h}x{wd}, "
+                             f"kernel {kh}x{kw}, padding {padding}, dilation {dilation}")
+    return n, c, o, cg, kh, kw, oh, ow
+
+
+def _im2col(x: np.ndarray, kh: int, kw: int, stride, dilation, oh: int, ow: int) -> np.ndarray:
+    """(N, C, Hp, Wp) padded -> (N, OH, OW, kh, kw, C) view-free copy, K order (kh, kw, C)."""
+    sh, sw = stride
+    dh, dw = dilation
+    cols = np.empty((x.shape[0], oh, ow, kh, kw, x.shape[1]), dtype=x.dtype)
+    for i in range(kh):  # loops over kernel taps only, never over pixels
+        for j in range(kw):
+            patch = x[:, :, i * dh: i * dh + sh * (oh - 1) + 1: sh,
+                      j * dw: j * dw + sw * (ow - 1) + 1: sw]
+            cols[:, :, :, i, j, :] = patch.transpose(0, 2, 3, 1)
+    return cols
+
+
+def _pair_saturation_delta(cols: np.ndarray, wk: np.ndarray) -> tuple[np.ndarray, int]:
+    """Sum over pairs of (sat16(p) - p), p = a[2j] b[2j] + a[2j+1] b[2j+1], on raw codes.
+
+    cols: (P, T, Cg) raw activation codes per output pixel, kernel tap and channel;
+    wk: (T, Cg, O) raw weight codes. Channels are padded to even per tap. Returns the
+    (P, O) int64 correction and the number of saturated pair sums.
+    """
+    p, t, cg = cols.shape
+    o = wk.shape[2]
+    if cg % 2:
+        cols = np.concatenate([cols, np.zeros((p, t, 1), cols.dtype)], axis=2)
+        wk = np.concatenate([wk, np.zeros((t, 1, o), wk.dtype)], axis=1)
+    a = cols.reshape(p, -1, 2).astype(np.int32)  # (P, J, 2)
+    b = wk.reshape(-1, 2, o).astype(np.int32)  # (J, 2, O)
+    j = a.shape[1]
+    # pairs whose largest possible |sum| fits in int16 can never saturate: skip them
+    a_max = np.abs(a).max(axis=0)  # (J, 2)
+    b_max = np.abs(b).max(axis=2)  # (J, 2)
+    live = np.nonzero((a_max * b_max).sum(axis=1) > 32767)[0]
+    delta = np.zeros((p, o), dtype=np.int64)
+    count = 0
+    if live.size == 0:
+        return delta, 0
+    a = a[:, live]
+    b = b[live]
+    j = live.size
+    step = max(1, _PAIR_CHUNK_ELEMENTS // max(1, j * o))
+    for s in range(0, p, step):  # chunks of pixels (bounded memory), not a per-pixel loop
+        pair = (a[s:s + step, :, 0, None] * b[None, :, 0, :]
+                + a[s:s + step, :, 1, None] * b[None, :, 1, :])  # (chunk, J, O)
+        sat = np.clip(pair, -32768, 32767)
+        diff = sat - pair
+        count += int(np.count_nonzero(diff))
+        delta[s:s + step] = diff.sum(axis=1, dtype=np.int64)
+    return delta, count
+
+
+def conv2d_accumulate(x: np.ndarray, w: np.ndarray, *, x_zero_point: int = 0,
+                      w_zero_point: np.ndarray | int = 0, bias: np.ndarray | None = None,
+                      stride: tuple[int, int] = (1, 1),
+                      padding: tuple[int, int, int, int] = (0, 0, 0, 0),
+                      dilation: tuple[int, int] = (1, 1), groups: int = 1,
+                      accumulator_bits: int = 32, accumulator_overflow: str = "wrap",
+                      int16_pair_saturation: bool = False) -> Accumulation:
+    """Integer 2-D convolution accumulator on codes.
+
+    x: (N, C, H, W) activation codes; w: (O, C/groups, kh, kw) weight codes; zero points per
+    tensor for x, per tensor or per output channel for w; bias: int32 codes (O,) at scale
+    s_x * s_w. padding: (top, left, bottom, right), padded taps hold ``x_zero_point``.
+    """
+    x = _check_int_codes("conv2d input", x)
+    w = _check_int_codes("conv2d weight", w)
+    stride = tuple(int(v) for v in stride)
+    dilation = tuple(int(v) for v in dilation)
+    padding = tuple(int(v) for v in padding)
+    if len(stride) != 2 or len(dilation) != 2 or len(padding) != 4:
+        raise EmulationError(f"conv2d: stride {stride} and dilation {dilation} need 2 values, "
+                             f"padding {padding} needs 4 (top, left, bottom, right)")
+    n, c, o, cg, kh, kw, oh, ow = _conv_geometry(x, w, stride, padding, dilation, groups)
+    zw = _weight_zero_point(w_zero_point, o)
+    b = _bias(bias, o)
+    zx = int(x_zero_point)
+    pt, pl, pb, pr = padding
+    xs = np.pad(x.astype(np.int32) - zx, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    ws = w.astype(np.int32) - (zw.reshape(-1, 1, 1, 1) if zw.ndim else zw).astype(np.int32)
+    k = cg * kh * kw
+
+    def run_float(xa: np.ndarray, wa: np.ndarray, dtype: torch.dtype) -> np.ndarray:
+        with torch.no_grad():
+            out = F.conv2d(torch.from_numpy(xa).to(dtype), torch.from_numpy(wa).to(dtype),
+                           stride=stride, dilation=dilation, groups=groups)
+        return out.numpy()
+
+    def run_int64(xa: np.ndarray, wa: np.ndarray) -> np.ndarray:
+        out = np.empty((n, o, oh, ow), dtype=np.int64)
+        og = o // groups
+        for g in range(groups):  # exact fallback: int64 GEMM per group
+            cols = _im2col(xa[:, g * cg:(g + 1) * cg].astype(np.int64), kh, kw, stride,
+                           dilation, oh, ow).reshape(n * oh * ow, -1)
+            wk = wa[g * og:(g + 1) * og].astype(np.int64).transpose(0, 2, 3, 1).reshape(og, -1)
+            out[:, g * og:(g + 1) * og] = (cols @ wk.T).reshape(n, oh, ow, og).transpose(
+                0, 3, 1, 2)
+        return out
+
+    acc, path = _exact_sum(run_float, xs, ws, k, run_int64)
+    saturated = 0
+    if int16_pair_saturation and not (cg == 1 and o == groups):
+        if x.min(initial=0) < 0 or x.max(initial=0) > 255 or w.min(initial=0) < -128 or (
+                w.max(initial=0) > 127):
+            raise EmulationError("int16_pair_saturation models u8 activations x s8 weights "
+                                 "(vpmaddubsw): activation codes must be in [0, 255] and "
+                                 "weight codes in [-128, 127]")
+        xr = np.pad(x.astype(np.int16), ((0, 0), (0, 0), (pt, pb), (pl, pr)),
+                    constant_values=zx)
+        og = o // groups
+        for g in range(groups):
+            cols = _im2col(xr[:, g * cg:(g + 1) * cg], kh, kw, stride, dilation, oh, ow)
+            cols = cols.reshape(n * oh * ow, kh * kw, cg)
+            wk = w[g * og:(g + 1) * og].transpose(2, 3, 1, 0).reshape(kh * kw, cg, og)
+            delta, cnt = _pair_saturation_delta(cols, wk)
+            saturated += cnt
+            acc[:, g * og:(g + 1) * og] += delta.reshape(n, oh, ow, og).transpose(0, 3, 1, 2)
+    if b is not None:
+        acc += b.reshape(1, -1, 1, 1)
+    return _finish(acc, accumulator_bits, accumulator_overflow, saturated, path)
+
+
+def linear_accumulate(x: np.ndarray, w: np.ndarray, *, x_zero_point: int = 0,
+                      w_zero_point: np.ndarray | int = 0, bias: np.ndarray | None = None,
+                      accumulator_bits: int = 32, accumulator_overflow: str = "wrap",
+                      int16_pair_saturation: bool = False) -> Accumulation:
+    """Integer linear layer accumulator: x (..., K) codes, w (O, K) codes -> (..., O).
+
+    Zero points: per tensor for x, per tensor or per output channel for w; bias int32 (O,).
+    """
+    x = _check_int_codes("linear input", x)
+    w = _check_int_codes("linear weight", w)
+    if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[1]:
+        raise EmulationError(f"linear needs x (..., K) and w (O, K); got x {x.shape}, "
+                             f"w {w.shape}")
+    o, k = w.shape
+    zw = _weight_zero_point(w_zero_point, o)
+    b = _bias(bias, o)
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, k)
+    xs = x2.astype(np.int32) - int(x_zero_point)
+    ws = w.astype(np.int32) - (zw.reshape(-1, 1) if zw.ndim else zw).astype(np.int32)
+
+    def run_float(xa: np.ndarray, wa: np.ndarray, dtype: torch.dtype) -> np.ndarray:
+        with torch.no_grad():
+            return (torch.from_numpy(xa).to(dtype) @ torch.from_numpy(wa).to(dtype).T).numpy()
+
+    def run_int64(xa: np.ndarray, wa: np.ndarray) -> np.ndarray:
+        return xa.astype(np.int64) @ wa.astype(np.int64).T
+
+    acc, path = _exact_sum(run_float, xs, ws, k, run_int64)
+    saturated = 0
+    if int16_pair_saturation:
+        if x.min(initial=0) < 0 or x.max(initial=0) > 255 or w.min(initial=0) < -128 or (
+                w.max(initial=0) > 127):
+            raise EmulationError("int16_pair_saturation models u8 activations x s8 weights "
+                                 "(vpmaddubsw): activation codes must be in [0, 255] and "
+                                 "weight codes in [-128, 127]")
+        delta, saturated = _pair_saturation_delta(x2.astype(np.int16).reshape(-1, 1, k),
+                                                  w.T.reshape(1, k, o))
+        acc += delta
+    if b is not None:
+        acc += b
+    res = _finish(acc, accumulator_bits, accumulator_overflow, saturated, path)
+    return Accumulation(values=res.values.reshape(*lead, o), overflow_count=res.overflow_count,
+                        saturated_pairs=res.saturated_pairs, path=res.path)
+
+
+__all__ = ["Accumulation", "conv2d_accumulate", "conv_output_size", "linear_accumulate"]

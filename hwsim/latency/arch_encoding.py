@@ -1,0 +1,309 @@
+"""Fixed-length feature vectors for NAS-Bench-201 and FBNet architectures.
+
+Both encoders turn an architecture into float64 features for latency predictors: a one-hot of
+the choice per searchable position plus structure-derived counts (op counts, MACs, parameters)
+computed from the network definitions of DESIGN.md B7. The feature list of an encoder is fixed by
+its ``ENCODER_VERSION``; a saved predictor records space and version and refuses another.
+
+NAS-Bench-201 (Dong & Yang, ICLR'20): stem conv3x3 3->16, three stages of 5 identical cells at
+(C, H) = (16, 32), (32, 16), (64, 8), residual reduction blocks between stages. Every cell has
+H*H*C*C = 262,144 for all three stages, so a cell op's MACs are the same in every stage.
+
+FBNet (Wu et al., CVPR'19; CIFAR variant of HW-NAS-Bench): 22 searchable layers in stages
+[1,4,4,4,4,4,1], channels [16,24,32,64,112,184,352], first-layer strides [1,1,2,2,1,2,1],
+stem 3x3 conv 3->16 stride 1 on 32x32 input. Block: 1x1 group conv (C_in -> e*C_in) -> kxk
+depthwise (stride s) -> 1x1 group conv (e*C_in -> C_out); residual when shapes match.
+**Assumption** (FBNet reference code, HW-NAS-Bench ``Skip_..._Cin_Cout_stride`` LUT key): the
+``skip`` op is an identity when C_in == C_out and stride 1, otherwise a 1x1 conv with that stride.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwsim.errors import LatencyError
+
+# ----------------------------------------------------------------------------------------------
+# NAS-Bench-201
+# ----------------------------------------------------------------------------------------------
+
+NB201_OPS: tuple[str, ...] = (
+    "none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+# Edges in arch_str order: (source node, destination node).
+NB201_EDGES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
+NB201_ENCODER_VERSION = 1
+_NB201_CELLS = 15
+_NB201_HWC2 = 32 * 32 * 16 * 16  # H*W*C*C, identical in the three stages (see module doc)
+_NB201_PATTERN = re.compile(
+    r"^\|([a-z0-9_]+)~0\|\+\|([a-z0-9_]+)~0\|([a-z0-9_]+)~1\|"
+    r"\+\|([a-z0-9_]+)~0\|([a-z0-9_]+)~1\|([a-z0-9_]+)~2\|$")
+
+
+def parse_nb201(arch_str: str) -> tuple[int, ...]:
+    """``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` -> six op indices into ``NB201_OPS``."""
+    if not isinstance(arch_str, str):
+        raise LatencyError(f"NB201 arch_str must be a string, got {type(arch_str).__name__}")
+    match = _NB201_PATTERN.match(arch_str.strip())
+    if match is None:
+        raise LatencyError(
+            f"malformed NB201 arch_str {arch_str!r}: expected "
+            "'|op~0|+|op~0|op~1|+|op~0|op~1|op~2|'")
+    codes = []
+    for name in match.groups():
+        if name not in NB201_OPS:
+            raise LatencyError(
+                f"unknown NB201 op {name!r} in arch_str {arch_str!r}; allowed: {NB201_OPS}")
+        codes.append(NB201_OPS.index(name))
+    return tuple(codes)
+
+
+def format_nb201(codes: tuple[int, ...] | list[int]) -> str:
+    """Six op indices -> canonical NB201 ``arch_str``."""
+    o = [NB201_OPS[int(c)] for c in codes]
+    return f"|{o[0]}~0|+|{o[1]}~0|{o[2]}~1|+|{o[3]}~0|{o[4]}~1|{o[5]}~2|"
+
+
+def _nb201_live_edges(codes: tuple[int, ...]) -> list[bool]:
+    """An edge is live if its op is not ``none``, its source is reachable from the cell input
+    and its destination reaches the cell output (node 3) through non-``none`` edges."""
+    present = [c != 0 for c in codes]
+    reach = [True, False, False, False]
+    for e, (src, dst) in enumerate(NB201_EDGES):
+        if present[e] and reach[src]:
+            reach[dst] = True
+    coreach = [False, False, False, True]
+    for e in reversed(range(len(NB201_EDGES))):
+        src, dst = NB201_EDGES[e]
+        if present[e] and coreach[dst]:
+            coreach[src] = True
+    return [present[e] and reach[s] and coreach[d] for e, (s, d) in enumerate(NB201_EDGES)]
+
+
+def _nb201_structure(codes: tuple[int, ...]) -> list[float]:
+    live = _nb201_live_edges(codes)
+    counts = [sum(1 for c in codes if c == k) for k in range(len(NB201_OPS))]
+    live_counts = [sum(1 for c, lv in zip(codes, live) if lv and c == k)
+                   for k in range(len(NB201_OPS))]
+    # Longest live path from node 0 to node 3: in edges, and in conv layers along the path.
+    depth_edges = [0.0, -np.inf, -np.inf, -np.inf]
+    depth_convs = [0.0, -np.inf, -np.inf, -np.inf]
+    n_paths = [1.0, 0.0, 0.0, 0.0]
+    for e, (src, dst) in enumerate(NB201_EDGES):
+        if not live[e]:
+            continue
+        is_conv = 1.0 if codes[e] in (2, 3) else 0.0
+        depth_edges[dst] = max(depth_edges[dst], depth_edges[src] + 1.0)
+        depth_convs[dst] = max(depth_convs[dst], depth_convs[src] + is_conv)
+        n_paths[dst] += n_paths[src]
+    connected = depth_edges[3] > 0
+    macs = _NB201_HWC2 * (9 * counts[3] + counts[2]) * _NB201_CELLS / 1e6
+    live_macs = _NB201_HWC2 * (9 * live_counts[3] + live_counts[2]) * _NB201_CELLS / 1e6
+    return [*map(float, counts), *map(float, live_counts),
+            0.0 if connected else 1.0,
+            depth_edges[3] if connected else 0.0,
+            depth_convs[3] if connected else 0.0,
+            n_paths[3],
+            macs, live_macs]
+
+
+def nb201_feature_names() -> list[str]:
+    """Names of the columns produced by :func:`encode_nb201` (version ``NB201_ENCODER_VERSION``)."""
+    names = [f"edge{e}_{op}" for e in range(len(NB201_EDGES)) for op in NB201_OPS]
+    names += [f"count_{op}" for op in NB201_OPS]
+    names += [f"live_count_{op}" for op in NB201_OPS]
+    names += ["disconnected", "depth_edges", "depth_convs", "n_live_paths",
+              "cell_mmacs", "live_cell_mmacs"]
+    return names
+
+
+def encode_nb201(arch_strs: list[str] | np.ndarray) -> np.ndarray:
+    """NB201 ``arch_str`` values -> float64 array (n, len(nb201_feature_names())).
+
+    MACs are in millions, summed over the 15 cells (stem and reduction blocks are identical for
+    every architecture and omitted).
+    """
+    rows = []
+    for i, s in enumerate(arch_strs):
+        try:
+            codes = parse_nb201(s)
+        except LatencyError as err:
+            raise LatencyError(f"row {i}: {err}") from None
+        onehot = np.zeros(len(NB201_EDGES) * len(NB201_OPS))
+        onehot[[e * len(NB201_OPS) + c for e, c in enumerate(codes)]] = 1.0
+        rows.append(np.concatenate([onehot, _nb201_structure(codes)]))
+    if not rows:
+        return np.zeros((0, len(nb201_feature_names())))
+    return np.vstack(rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# FBNet
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FBNetOp:
+    """One FBNet candidate: kernel size, expansion ratio, groups of the 1x1 convs, or skip."""
+
+    name: str
+    kernel: int
+    expand: int
+    groups: int
+    skip: bool = False
+
+
+FBNET_OPS: tuple[FBNetOp, ...] = (
+    FBNetOp("k3_e1", 3, 1, 1), FBNetOp("k3_e1_g2", 3, 1, 2), FBNetOp("k3_e3", 3, 3, 1),
+    FBNetOp("k3_e6", 3, 6, 1), FBNetOp("k5_e1", 5, 1, 1), FBNetOp("k5_e1_g2", 5, 1, 2),
+    FBNetOp("k5_e3", 5, 3, 1), FBNetOp("k5_e6", 5, 6, 1), FBNetOp("skip", 0, 0, 0, skip=True))
+FBNET_STAGE_LAYERS = (1, 4, 4, 4, 4, 4, 1)
+FBNET_STAGE_CHANNELS = (16, 24, 32, 64, 112, 184, 352)
+FBNET_STAGE_STRIDES = (1, 1, 2, 2, 1, 2, 1)
+FBNET_STEM_CHANNELS = 16
+FBNET_INPUT_HW = 32
+FBNET_N_LAYERS = sum(FBNET_STAGE_LAYERS)
+FBNET_COLUMNS: tuple[str, ...] = tuple(f"op{i}" for i in range(FBNET_N_LAYERS))
+FBNET_ENCODER_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FBNetLayer:
+    """Shape of one searchable layer: input channels, output channels, stride, input H (=W)."""
+
+    c_in: int
+    c_out: int
+    stride: int
+    hw_in: int
+
+
+def fbnet_layers() -> tuple[FBNetLayer, ...]:
+    """The 22 searchable layers of the CIFAR FBNet space (DESIGN.md B7)."""
+    layers = []
+    c_in, hw = FBNET_STEM_CHANNELS, FBNET_INPUT_HW
+    for n, c_out, s in zip(FBNET_STAGE_LAYERS, FBNET_STAGE_CHANNELS, FBNET_STAGE_STRIDES):
+        for j in range(n):
+            stride = s if j == 0 else 1
+            layers.append(FBNetLayer(c_in, c_out, stride, hw))
+            hw = -(-hw // stride)
+            c_in = c_out
+    return tuple(layers)
+
+
+def fbnet_layer_cost(layer: FBNetLayer, op: FBNetOp) -> tuple[float, float]:
+    """(MACs, parameters) of ``op`` placed at ``layer``; BN and activations not counted."""
+    hw_out = -(-layer.hw_in // layer.stride)
+    if op.skip:
+        if layer.c_in == layer.c_out and layer.stride == 1:
+            return 0.0, 0.0
+        params = layer.c_in * layer.c_out
+        return float(hw_out * hw_out * params), float(params)
+    mid = layer.c_in * op.expand
+    pw1 = layer.c_in * mid / op.groups
+    dw = mid * op.kernel * op.kernel
+    pw2 = mid * layer.c_out / op.groups
+    macs = layer.hw_in * layer.hw_in * pw1 + hw_out * hw_out * (dw + pw2)
+    return float(macs), float(pw1 + dw + pw2)
+
+
+def _fbnet_cost_tables() -> tuple[np.ndarray, np.ndarray]:
+    layers = fbnet_layers()
+    macs = np.zeros((len(layers), len(FBNET_OPS)))
+    params = np.zeros_like(macs)
+    for i, layer in enumerate(layers):
+        for k, op in enumerate(FBNET_OPS):
+            macs[i, k], params[i, k] = fbnet_layer_cost(layer, op)
+    return macs / 1e6, params / 1e3
+
+
+_FBNET_MMACS, _FBNET_KPARAMS = _fbnet_cost_tables()
+
+
+def fbnet_feature_names() -> list[str]:
+    """Names of the columns produced by :func:`encode_fbnet` (version ``FBNET_ENCODER_VERSION``)."""
+    names = [f"layer{i}_{op.name}" for i in range(FBNET_N_LAYERS) for op in FBNET_OPS]
+    names += [f"layer{i}_mmacs" for i in range(FBNET_N_LAYERS)]
+    names += [f"layer{i}_kparams" for i in range(FBNET_N_LAYERS)]
+    names += [f"count_{op.name}" for op in FBNET_OPS]
+    names += ["total_mmacs", "total_kparams"]
+    return names
+
+
+def validate_fbnet_codes(codes: np.ndarray) -> np.ndarray:
+    """Check an (n, 22) array of op indices; return it as int64 or raise naming row/column/value."""
+    arr = np.asarray(codes)
+    if arr.ndim != 2 or arr.shape[1] != FBNET_N_LAYERS:
+        raise LatencyError(
+            f"FBNet architectures must be an (n, {FBNET_N_LAYERS}) array of op indices "
+            f"(columns {FBNET_COLUMNS[0]}..{FBNET_COLUMNS[-1]}), got shape {arr.shape}")
+    as_float = arr.astype(np.float64)
+    bad = ~np.isfinite(as_float) | (as_float != np.round(as_float)) | (as_float < 0) | (
+        as_float >= len(FBNET_OPS))
+    if bad.any():
+        row, col = (int(v) for v in np.argwhere(bad)[0])
+        raise LatencyError(
+            f"row {row}, column {FBNET_COLUMNS[col]}: FBNet op index {arr[row, col]!r} is not an "
+            f"integer in 0..{len(FBNET_OPS) - 1} ({', '.join(op.name for op in FBNET_OPS)})")
+    return as_float.astype(np.int64)
+
+
+def encode_fbnet(codes: np.ndarray) -> np.ndarray:
+    """(n, 22) FBNet op indices -> float64 array (n, len(fbnet_feature_names())).
+
+    Per-layer MACs in millions and parameters in thousands (convolutions only).
+    """
+    idx = validate_fbnet_codes(codes)
+    n = idx.shape[0]
+    n_ops = len(FBNET_OPS)
+    onehot = np.zeros((n, FBNET_N_LAYERS * n_ops))
+    onehot[np.arange(n)[:, None], np.arange(FBNET_N_LAYERS)[None, :] * n_ops + idx] = 1.0
+    layer_idx = np.arange(FBNET_N_LAYERS)[None, :]
+    mmacs = _FBNET_MMACS[layer_idx, idx]
+    kparams = _FBNET_KPARAMS[layer_idx, idx]
+    counts = np.stack([(idx == k).sum(axis=1) for k in range(n_ops)], axis=1).astype(np.float64)
+    totals = np.stack([mmacs.sum(axis=1), kparams.sum(axis=1)], axis=1)
+    return np.concatenate([onehot, mmacs, kparams, counts, totals], axis=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Space registry: one row per space, read by predictors and persistence
+# ----------------------------------------------------------------------------------------------
+
+SPACES: tuple[str, ...] = ("nb201", "fbnet")
+ENCODER_VERSIONS: dict[str, int] = {"nb201": NB201_ENCODER_VERSION, "fbnet": FBNET_ENCODER_VERSION}
+ARCH_COLUMNS: dict[str, tuple[str, ...]] = {"nb201": ("arch_str",), "fbnet": FBNET_COLUMNS}
+
+
+def check_space(space: str) -> str:
+    if space not in SPACES:
+        raise LatencyError(f"unknown architecture space {space!r}; allowed: {', '.join(SPACES)}")
+    return space
+
+
+def feature_names(space: str) -> list[str]:
+    """Feature names of ``space``'s encoder."""
+    return nb201_feature_names() if check_space(space) == "nb201" else fbnet_feature_names()
+
+
+def encode(space: str, archs: np.ndarray | list) -> np.ndarray:
+    """Encode architectures of ``space``: NB201 takes arch strings, FBNet an (n, 22) int array."""
+    if check_space(space) == "nb201":
+        return encode_nb201(archs)
+    return encode_fbnet(np.asarray(archs))
+
+
+def arch_keys(space: str, archs: np.ndarray | list) -> list[str]:
+    """Canonical string key per architecture (for look-ups that must not depend on spelling):
+    NB201 -> six op digits, FBNet -> 22 op digits."""
+    if check_space(space) == "nb201":
+        keys = []
+        for i, s in enumerate(archs):
+            try:
+                keys.append("".join(str(c) for c in parse_nb201(s)))
+            except LatencyError as err:
+                raise LatencyError(f"row {i}: {err}") from None
+        return keys
+    idx = validate_fbnet_codes(np.asarray(archs))
+    return ["".join(str(int(c)) for c in row) for row in idx]

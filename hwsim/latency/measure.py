@@ -1,0 +1,136 @@
+"""Timing one op configuration on this machine until its median is stable.
+
+Procedure (``TimingPolicy``): calibrate an inner loop so one sample lasts at least
+``min_sample_s`` (timer and Python overhead amortised), run ``warmup_samples`` untimed samples,
+then collect samples in batches until the 95 % confidence interval of the median, from order
+statistics (distribution-free: ranks n/2 -+ 0.98 sqrt(n)), has a relative half-width below
+``rel_tol``, or ``max_samples`` / ``budget_s`` is reached (the row then records its larger
+``ci_rel``; nothing is hidden).
+
+The cost of invoking an empty model of the same backend (``overhead_ms``, measured once per
+backend with the same policy) is subtracted from every op sample: a network pays it once, not
+once per op. An op whose median does not exceed that overhead raises LatencyError.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+
+from hwsim.errors import LatencyError
+from hwsim.latency.host_backends import HostBackend, Runner
+from hwsim.latency.op_key import OpKey
+from hwsim.latency.table import LatencyRow
+
+
+@dataclass(frozen=True)
+class TimingPolicy:
+    """Stopping rule of a measurement; times in seconds."""
+
+    rel_tol: float = 0.02
+    min_samples: int = 15
+    max_samples: int = 300
+    batch: int = 5
+    warmup_samples: int = 3
+    min_sample_s: float = 0.002
+    budget_s: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.rel_tol < 1:
+            raise LatencyError(f"rel_tol must be in (0, 1), got {self.rel_tol}")
+        if not 3 <= self.min_samples <= self.max_samples:
+            raise LatencyError("need 3 <= min_samples <= max_samples")
+        if self.batch < 1 or self.warmup_samples < 0 or self.min_sample_s < 0 or \
+                self.budget_s <= 0:
+            raise LatencyError("batch >= 1, warmup_samples >= 0, min_sample_s >= 0 and "
+                               "budget_s > 0 are required")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Per-run times in seconds (each the mean of ``inner`` back-to-back runs)."""
+
+    samples: np.ndarray
+    inner: int
+    converged: bool
+
+
+def median_ci_rel(samples: np.ndarray) -> float:
+    """Relative half-width of the distribution-free 95 % CI of the median."""
+    x = np.sort(np.asarray(samples, dtype=np.float64))
+    n = x.size
+    med = float(np.median(x))
+    half = 0.98 * math.sqrt(n)  # 1.96 / 2 * sqrt(n): binomial(n, 1/2) normal approximation
+    lo = max(0, int(math.floor(n / 2 - half)) - 1)
+    hi = min(n - 1, int(math.ceil(n / 2 + half)))
+    if med <= 0:
+        return math.inf
+    return float((x[hi] - x[lo]) / (2 * med))
+
+
+def time_runner(run: Runner, policy: TimingPolicy = TimingPolicy()) -> Timing:
+    """Samples of ``run`` until the median is stable (see module docstring)."""
+    inner = 1
+    while True:
+        elapsed = run(inner)
+        if elapsed >= policy.min_sample_s or inner >= 1 << 20:
+            break
+        inner = min(1 << 20, max(inner * 2, int(inner * policy.min_sample_s / max(elapsed, 1e-9)
+                                                * 1.2)))
+    for _ in range(policy.warmup_samples):
+        run(inner)
+    t_start = time.perf_counter()
+    samples: list[float] = []
+    converged = False
+    while True:
+        for _ in range(policy.batch):
+            samples.append(run(inner) / inner)
+        if len(samples) >= policy.min_samples:
+            if median_ci_rel(np.array(samples)) < policy.rel_tol:
+                converged = True
+                break
+            if len(samples) >= policy.max_samples or \
+                    time.perf_counter() - t_start > policy.budget_s:
+                break
+    return Timing(np.array(samples), inner, converged)
+
+
+class OpMeasurer:
+    """Measures op keys on one host backend and returns table rows (``source: measured``)."""
+
+    def __init__(self, backend: HostBackend, policy: TimingPolicy = TimingPolicy()) -> None:
+        self.backend = backend
+        self.policy = policy
+        self._overhead_s: float | None = None
+        self._versions = backend.versions()
+
+    @property
+    def overhead_s(self) -> float:
+        """Median time of one call of an empty model (seconds), measured once."""
+        if self._overhead_s is None:
+            timing = time_runner(self.backend.empty_runner(), self.policy)
+            self._overhead_s = float(np.median(timing.samples))
+        return self._overhead_s
+
+    def __call__(self, key: OpKey) -> LatencyRow:
+        overhead = self.overhead_s
+        timing = time_runner(self.backend.op_runner(key), self.policy)
+        net = (timing.samples - overhead) * 1e3
+        med = float(np.median(net))
+        if med <= 0:
+            raise LatencyError(f"{key}: median {float(np.median(timing.samples)) * 1e3:.4f} ms "
+                               f"does not exceed the empty-model overhead "
+                               f"{overhead * 1e3:.4f} ms on {self.backend.name}")
+        p10, p90 = (float(v) for v in np.percentile(net, [10, 90]))
+        return LatencyRow(
+            key=key, latency_ms=med, p10_ms=min(p10, med), p90_ms=max(p90, med),
+            std_ms=float(np.std(net, ddof=1)), ci_rel=median_ci_rel(timing.samples),
+            overhead_ms=overhead * 1e3, samples=int(timing.samples.size), source="measured",
+            device=self.backend.name, backend=self.backend.name, threads=self.backend.threads,
+            versions=self._versions,
+            date=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+            note=f"inner={timing.inner};converged={int(timing.converged)}")
