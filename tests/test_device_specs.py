@@ -383,3 +383,10 @@ def test_rejects_16_bit_log_as_not_specified(tmp_path: Path) -> None:
     path = _write(tmp_path, data, "nnie")
     with pytest.raises(NotSpecifiedError, match=r"nnie\.yaml: .*only for 8 bits"):
         load_spec(path)
+
+
+def test_float32_bias_is_never_handed_to_the_fp16_quantizer() -> None:
+    bias = load_device_spec("nnie").precision("int8").bias
+    assert (bias.kind, bias.format, bias.bits) == ("float", "fp32", 32)
+    with pytest.raises(SpecError, match=r"float format 'fp32'.*unquantized"):
+        hwsim.load_device("nnie").quantizer("bias", precision="int8")

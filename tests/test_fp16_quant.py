@@ -3,8 +3,6 @@ exact-rational oracle; known answers of DESIGN.md B4; properties."""
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -39,8 +37,8 @@ def _test_bit_patterns() -> np.ndarray:
     midpoints between fp16 neighbours (ties) +-1 ulp, the subnormal/normal border, the
     overflow border, zeros, infinities, NaNs and float32 subnormals."""
     rng = np.random.default_rng(1234)
-    parts = [rng.integers(0, 1 << 32, 6000, dtype=np.uint64).astype(np.uint32)]
-    h = np.concatenate([rng.integers(0, 0x7C00, 1500), np.arange(0, 0x0420),
+    parts = [rng.integers(0, 1 << 32, 4000, dtype=np.uint64).astype(np.uint32)]
+    h = np.concatenate([rng.integers(0, 0x7C00, 1000), np.arange(0, 0x0420),
                         np.arange(0x7B00, 0x7C00)]).astype(np.uint16)
     lo = h.view(np.float16).astype(np.float32)
     hi = (h + 1).astype(np.uint16).view(np.float16).astype(np.float32)
@@ -108,7 +106,10 @@ def test_tininess_before_and_after_rounding_known_answer():
     assert int(_bits16(x, MODES[1])[0]) == 0x0000       # before: tiny -> flushed
     assert int(_bits16(x, MODES[2])[0]) == 0x0400       # after: rounds to 2^-14, kept
     assert int(_bits16(-x, MODES[1])[0]) == 0x8000      # sign of the flushed zero kept
-    assert int(_bits16(-x, MODES[3])[0]) == 0x0000      # signed_zero_on_flush: false -> +0
+    assert int(_bits16(-x, MODES[3])[0]) == 0x8400      # after: -2^-14
+    tiny = _f32(-(2.0 ** -15))
+    assert int(_bits16(tiny, MODES[2])[0]) == 0x8000
+    assert int(_bits16(tiny, MODES[3])[0]) == 0x0000    # signed_zero_on_flush: false -> +0
 
 
 def test_after_rounding_flushes_values_ieee_would_round_up_to_min_normal():
@@ -168,19 +169,18 @@ def test_bad_inputs_raise_clear_errors():
         qz.calibrate(np.zeros(2, np.float32), role="weight")
 
 
-_finite32 = st.floats(width=32, allow_nan=False, allow_infinity=True)
+_float32 = st.floats(width=32, allow_nan=False, allow_infinity=True)
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(_finite32, min_size=2, max_size=40),
-       st.sampled_from(list(itertools.product(range(len(MODES))))))
+@settings(max_examples=120, deadline=None)
+@given(st.lists(_float32, min_size=2, max_size=40), st.sampled_from(range(len(MODES))))
 def test_properties_monotone_bounded_idempotent(xs, idx):
-    mode = MODES[idx[0]]
+    mode = MODES[idx]
     qz = make_quantizer(_spec(mode))
     qp = FloatQParams()
     x = np.sort(np.array(xs, dtype=np.float32))
     y = qz.fake_quant(x, qp)
-    assert np.all(np.diff(y.astype(np.float64)) >= 0)  # monotone (non-decreasing)
+    assert np.all(y[1:] >= y[:-1])  # monotone (non-decreasing)
     if mode[2] == "saturate":
         assert np.all(np.abs(y) <= 65504.0)
     np.testing.assert_array_equal(qz.fake_quant(y, qp).view(np.uint32), y.view(np.uint32))

@@ -12,6 +12,8 @@ from hwsim.errors import HwsimError
 # ``set_defaults(func=...)`` and returns an exit status.
 _COMMAND_MODULES = [
     "hwsim.cli.devices_cmd",
+    "hwsim.cli.lut_cmd",
+    "hwsim.cli.latency_cmd",
 ]
 
 

@@ -352,13 +352,23 @@ class Arithmetic(_Strict):
 
 
 class Precision(_Strict):
-    """Numerics of one precision (``int8``, ``fp16`` ...) of a device."""
+    """Numerics of one precision (``int8``, ``fp16`` ...) of a device.
+
+    ``input``: numerics of the network input when they differ from other activations (Vitis
+    rounds the input RHAZ, activations RHU); absent means the input is an activation.
+    """
 
     weight: TensorNumerics
     activation: TensorNumerics
     bias: TensorNumerics
     arithmetic: Arithmetic
+    input: TensorNumerics | None = None
     note: str | None = None
+
+    @property
+    def input_numerics(self):
+        """The numerics of the network input (``input``, else ``activation``)."""
+        return self.input if self.input is not None else self.activation
 
     @model_validator(mode="after")
     def _arithmetic_fits_numerics(self) -> Precision:

@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from hwsim.emulate.integer_ops import conv_output_size
-from hwsim.emulate.requant import fp32_multiplier, requantize_fp32_multiply
+from hwsim.emulate.requant import requantize_fp32_multiply
 from hwsim.errors import EmulationError
 
 _F32 = np.float32

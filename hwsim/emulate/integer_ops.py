@@ -33,6 +33,24 @@ import torch.nn.functional as F
 from hwsim.errors import EmulationError
 
 _F32_EXACT = 1 << 24
+_INT8_GEMM_MAX_K = 1 << 17  # K * 128 * 128 < 2^31: an int32 sum of int8 x int8 products is exact
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+# torch._int_mm (oneDNN int8 GEMM, int32 accumulation) is exact on x86 CPUs with VNNI
+# (vpdpbusd sums four products in int32). Without VNNI oneDNN may use vpmaddubsw, whose int16
+# pair sums can saturate, so the int8 path is used only where VNNI is reported.
+_INT8_GEMM = bool({"avx512_vnni", "avx_vnni"} & _cpu_flags()) and hasattr(torch, "_int_mm")
 _F64_EXACT = 1 << 53
 _PAIR_CHUNK_ELEMENTS = 1 << 22  # int32 pair products held at once by the saturation model
 
@@ -88,8 +106,9 @@ def _finish(exact: np.ndarray, accumulator_bits: int, overflow: str, saturated_p
         raise EmulationError(f"accumulator_bits must be in 16..64, got {accumulator_bits}")
     lo = -(1 << (accumulator_bits - 1))
     hi = (1 << (accumulator_bits - 1)) - 1
-    out_of_range = (exact < lo) | (exact > hi)
-    count = int(np.count_nonzero(out_of_range))
+    count = 0
+    if exact.size and (int(exact.min()) < lo or int(exact.max()) > hi):
+        count = int(np.count_nonzero((exact < lo) | (exact > hi)))
     if count == 0 or accumulator_bits == 64:
         values = exact
     elif overflow == "wrap":
@@ -129,6 +148,36 @@ def _exact_sum(run_float, xs: np.ndarray, ws: np.ndarray, k: int, run_int64) -> 
     if bound < _F64_EXACT:
         return run_float(xs, ws, torch.float64).astype(np.int64), "float64"
     return run_int64(xs, ws), "int64"
+
+
+def _int8_offset(x: np.ndarray, zero_point: int) -> int | None:
+    """c such that x - c and zero_point - c fit int8 (0 for int8 codes, 128 for uint8), or
+    None when the codes do not fit the int8 GEMM path."""
+    lo, hi = int(x.min(initial=0)), int(x.max(initial=0))
+    for c in (0, 128):
+        if c - 128 <= min(lo, zero_point) and max(hi, zero_point) <= c + 127:
+            return c
+    return None
+
+
+def _int_mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """int8 (M, K) @ int8 (K, N) -> int64 (M, N) with torch's int32-accumulating GEMM."""
+    with torch.no_grad():
+        return torch._int_mm(torch.from_numpy(a), torch.from_numpy(b)).numpy().astype(np.int64)
+
+
+def _int8_sum(cols: np.ndarray, wk: np.ndarray, offset: int, x_zero_point: int,
+              zw: np.ndarray) -> np.ndarray:
+    """Exact sum_k (x_k - zx)(w_k - zw[o]) from int8 columns cols = x - offset (P, K) and int8
+    weights wk (K, O): cols @ wk - zw * rowsum(cols) + (offset - zx) * (colsum(wk) - K zw)."""
+    k = cols.shape[1]
+    acc = _int_mm(cols, wk)
+    d = offset - x_zero_point
+    if d:
+        acc += d * (wk.sum(axis=0, dtype=np.int64) - k * zw)
+    if np.any(zw != 0):
+        acc -= cols.sum(axis=1, dtype=np.int64)[:, None] * zw
+    return acc
 
 
 def conv_output_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: int,
@@ -211,6 +260,80 @@ def _pair_saturation_delta(cols: np.ndarray, wk: np.ndarray) -> tuple[np.ndarray
     return delta, count
 
 
+def _conv_float(x, w, zx, zw, stride, padding, dilation, groups, oh, ow):
+    """Exact conv sums by float32 / split float32 / float64 convolution or int64 GEMM."""
+    n = x.shape[0]
+    o, cg, kh, kw = w.shape
+    pt, pl, pb, pr = padding
+    xs = np.pad(x.astype(np.int32) - zx, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    ws = w.astype(np.int32) - (zw.reshape(-1, 1, 1, 1) if zw.ndim else zw).astype(np.int32)
+    k = cg * kh * kw
+
+    def run_float(xa: np.ndarray, wa: np.ndarray, dtype: torch.dtype) -> np.ndarray:
+        with torch.no_grad():
+            out = F.conv2d(torch.from_numpy(xa).to(dtype), torch.from_numpy(wa).to(dtype),
+                           stride=stride, dilation=dilation, groups=groups)
+        return out.numpy()
+
+    def run_int64(xa: np.ndarray, wa: np.ndarray) -> np.ndarray:
+        out = np.empty((n, o, oh, ow), dtype=np.int64)
+        og = o // groups
+        for g in range(groups):  # exact fallback: int64 GEMM per group
+            cols = _im2col(xa[:, g * cg:(g + 1) * cg].astype(np.int64), kh, kw, stride,
+                           dilation, oh, ow).reshape(n * oh * ow, -1)
+            wk = wa[g * og:(g + 1) * og].astype(np.int64).transpose(0, 2, 3, 1).reshape(og, -1)
+            out[:, g * og:(g + 1) * og] = (cols @ wk.T).reshape(n, oh, ow, og).transpose(
+                0, 3, 1, 2)
+        return out
+
+    acc, path = _exact_sum(run_float, xs, ws, k, run_int64)
+    return acc, path
+
+
+def _conv_int8(x, w, zx, zw, offset, stride, padding, dilation, groups, oh, ow):
+    """Exact conv sums by int8 im2col and torch's int8 GEMM, W (O, K) @ cols (K, pixels).
+
+    cols hold x - offset (int8; padded taps zx - offset). The sum over k of
+    (x_k - zx)(w_k - zw) = W cols - zw * colsum(cols) + (offset - zx) * (rowsum(W) - K zw).
+    When K * max|x - zx| * max|w - zw| < 2^31 the exact result fits int32 and int32 wrap-around
+    in the intermediate terms cancels, so int32 arithmetic is exact; otherwise int64 is used.
+    """
+    n = x.shape[0]
+    o, cg, kh, kw = w.shape
+    og = o // groups
+    k = kh * kw * cg
+    pt, pl, pb, pr = padding
+    sh, sw = stride
+    dh, dw = dilation
+    xh = (x.astype(np.int16) - offset).astype(np.int8)
+    xh = np.pad(xh, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=zx - offset)
+    zwv = np.broadcast_to(zw, (o,)).astype(np.int64)
+    mx = max(int(x.max(initial=zx)) - zx, zx - int(x.min(initial=zx)))
+    mw = int(np.abs(w.astype(np.int64) - zwv.reshape(-1, 1, 1, 1)).max(initial=0))
+    wide = np.int64 if k * mx * mw >= (1 << 31) else np.int32
+    d = offset - zx
+    out = np.empty((n, o, oh, ow), dtype=wide)
+    for g in range(groups):  # loops over groups and kernel taps, never over pixels
+        cols = np.empty((kh, kw, cg, n, oh, ow), dtype=np.int8)
+        for i in range(kh):
+            for j in range(kw):
+                cols[i, j] = xh[:, g * cg:(g + 1) * cg, i * dh: i * dh + sh * (oh - 1) + 1: sh,
+                                j * dw: j * dw + sw * (ow - 1) + 1: sw].transpose(1, 0, 2, 3)
+        cols = cols.reshape(k, -1)
+        wk = np.ascontiguousarray(w[g * og:(g + 1) * og].transpose(0, 2, 3, 1).reshape(og, k)
+                                  ).astype(np.int8)
+        zg = zwv[g * og:(g + 1) * og]
+        with torch.no_grad():
+            acc = torch._int_mm(torch.from_numpy(wk), torch.from_numpy(cols)).numpy()
+        acc = acc.astype(wide, copy=False)
+        corr = d * (wk.sum(axis=1, dtype=np.int64) - k * zg)
+        acc += corr.astype(wide)[:, None]
+        if np.any(zg != 0):
+            acc -= zg.astype(wide)[:, None] * cols.sum(axis=0, dtype=np.int64).astype(wide)
+        out[:, g * og:(g + 1) * og] = acc.reshape(og, n, oh, ow).transpose(1, 0, 2, 3)
+    return out
+
+
 def conv2d_accumulate(x: np.ndarray, w: np.ndarray, *, x_zero_point: int = 0,
                       w_zero_point: np.ndarray | int = 0, bias: np.ndarray | None = None,
                       stride: tuple[int, int] = (1, 1),
@@ -237,35 +360,24 @@ def conv2d_accumulate(x: np.ndarray, w: np.ndarray, *, x_zero_point: int = 0,
     b = _bias(bias, o)
     zx = int(x_zero_point)
     pt, pl, pb, pr = padding
-    xs = np.pad(x.astype(np.int32) - zx, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    ws = w.astype(np.int32) - (zw.reshape(-1, 1, 1, 1) if zw.ndim else zw).astype(np.int32)
     k = cg * kh * kw
-
-    def run_float(xa: np.ndarray, wa: np.ndarray, dtype: torch.dtype) -> np.ndarray:
-        with torch.no_grad():
-            out = F.conv2d(torch.from_numpy(xa).to(dtype), torch.from_numpy(wa).to(dtype),
-                           stride=stride, dilation=dilation, groups=groups)
-        return out.numpy()
-
-    def run_int64(xa: np.ndarray, wa: np.ndarray) -> np.ndarray:
-        out = np.empty((n, o, oh, ow), dtype=np.int64)
-        og = o // groups
-        for g in range(groups):  # exact fallback: int64 GEMM per group
-            cols = _im2col(xa[:, g * cg:(g + 1) * cg].astype(np.int64), kh, kw, stride,
-                           dilation, oh, ow).reshape(n * oh * ow, -1)
-            wk = wa[g * og:(g + 1) * og].astype(np.int64).transpose(0, 2, 3, 1).reshape(og, -1)
-            out[:, g * og:(g + 1) * og] = (cols @ wk.T).reshape(n, oh, ow, og).transpose(
-                0, 3, 1, 2)
-        return out
-
-    acc, path = _exact_sum(run_float, xs, ws, k, run_int64)
+    og = o // groups
+    depthwise = cg == 1 and og == 1
+    offset = _int8_offset(x, zx) if _INT8_GEMM and not depthwise else None
+    if offset is not None and k < _INT8_GEMM_MAX_K and w.min(initial=0) >= -128 and (
+            w.max(initial=0) <= 127):
+        acc = _conv_int8(x, w, zx, zw, offset, stride, padding, dilation, groups, oh, ow)
+        path = "int8_gemm"
+    else:
+        acc, path = _conv_float(x, w, zx, zw, stride, padding, dilation, groups, oh, ow)
     saturated = 0
-    if int16_pair_saturation and not (cg == 1 and o == groups):
+    if int16_pair_saturation and not depthwise:
         if x.min(initial=0) < 0 or x.max(initial=0) > 255 or w.min(initial=0) < -128 or (
                 w.max(initial=0) > 127):
             raise EmulationError("int16_pair_saturation models u8 activations x s8 weights "
                                  "(vpmaddubsw): activation codes must be in [0, 255] and "
                                  "weight codes in [-128, 127]")
+        acc = acc.astype(np.int64)
         xr = np.pad(x.astype(np.int16), ((0, 0), (0, 0), (pt, pb), (pl, pr)),
                     constant_values=zx)
         og = o // groups
@@ -277,8 +389,27 @@ def conv2d_accumulate(x: np.ndarray, w: np.ndarray, *, x_zero_point: int = 0,
             saturated += cnt
             acc[:, g * og:(g + 1) * og] += delta.reshape(n, oh, ow, og).transpose(0, 3, 1, 2)
     if b is not None:
-        acc += b.reshape(1, -1, 1, 1)
+        if acc.dtype == np.int32:  # exact iff the result fits: check with the bias bound
+            if int(np.abs(acc).max(initial=0)) + int(np.abs(b).max()) >= (1 << 31):
+                acc = acc.astype(np.int64)
+        acc += b.reshape(1, -1, 1, 1).astype(acc.dtype)
     return _finish(acc, accumulator_bits, accumulator_overflow, saturated, path)
+
+
+def _linear_float(x2, w, zx, zw):
+    """Exact linear sums by float32 / split float32 / float64 matmul or int64 matmul."""
+    k = w.shape[1]
+    xs = x2.astype(np.int32) - zx
+    ws = w.astype(np.int32) - (zw.reshape(-1, 1) if zw.ndim else zw).astype(np.int32)
+
+    def run_float(xa: np.ndarray, wa: np.ndarray, dtype: torch.dtype) -> np.ndarray:
+        with torch.no_grad():
+            return (torch.from_numpy(xa).to(dtype) @ torch.from_numpy(wa).to(dtype).T).numpy()
+
+    def run_int64(xa: np.ndarray, wa: np.ndarray) -> np.ndarray:
+        return xa.astype(np.int64) @ wa.astype(np.int64).T
+
+    return _exact_sum(run_float, xs, ws, k, run_int64)
 
 
 def linear_accumulate(x: np.ndarray, w: np.ndarray, *, x_zero_point: int = 0,
@@ -299,17 +430,16 @@ def linear_accumulate(x: np.ndarray, w: np.ndarray, *, x_zero_point: int = 0,
     b = _bias(bias, o)
     lead = x.shape[:-1]
     x2 = x.reshape(-1, k)
-    xs = x2.astype(np.int32) - int(x_zero_point)
-    ws = w.astype(np.int32) - (zw.reshape(-1, 1) if zw.ndim else zw).astype(np.int32)
-
-    def run_float(xa: np.ndarray, wa: np.ndarray, dtype: torch.dtype) -> np.ndarray:
-        with torch.no_grad():
-            return (torch.from_numpy(xa).to(dtype) @ torch.from_numpy(wa).to(dtype).T).numpy()
-
-    def run_int64(xa: np.ndarray, wa: np.ndarray) -> np.ndarray:
-        return xa.astype(np.int64) @ wa.astype(np.int64).T
-
-    acc, path = _exact_sum(run_float, xs, ws, k, run_int64)
+    zx = int(x_zero_point)
+    offset = _int8_offset(x2, zx) if _INT8_GEMM else None
+    if offset is not None and k < _INT8_GEMM_MAX_K and w.min(initial=0) >= -128 and (
+            w.max(initial=0) <= 127):
+        cols = (x2.astype(np.int16) - offset).astype(np.int8)
+        acc = _int8_sum(cols, np.ascontiguousarray(w.T).astype(np.int8), offset, zx,
+                        np.broadcast_to(zw, (o,)).astype(np.int64))
+        path = "int8_gemm"
+    else:
+        acc, path = _linear_float(x2, w, zx, zw)
     saturated = 0
     if int16_pair_saturation:
         if x.min(initial=0) < 0 or x.max(initial=0) > 255 or w.min(initial=0) < -128 or (

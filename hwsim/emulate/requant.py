@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numba
 import numpy as np
 
 from hwsim.errors import EmulationError
@@ -66,17 +67,44 @@ def fp32_multiplier(input_scale: float, weight_scale: np.ndarray | float,
     return ((sx * sw).astype(np.float32) / sy).astype(np.float32)
 
 
+@numba.njit(cache=True)
+def _fp32_requant_kernel(acc: np.ndarray, mult: np.ndarray, lo: np.float32, hi: np.float32,
+                         zero_point: np.int32, out: np.ndarray) -> None:
+    # acc (A, C, B) integers, mult (C,) float32; float32 conversion and product, clamp, RNE
+    for a in range(acc.shape[0]):
+        for c in range(acc.shape[1]):
+            m = mult[c]
+            for b in range(acc.shape[2]):
+                v = np.float32(acc[a, c, b]) * m
+                v = min(max(v, lo), hi)
+                out[a, c, b] = np.int32(np.rint(v)) + zero_point
+
+
 def requantize_fp32_multiply(acc: np.ndarray, multiplier: np.ndarray, zero_point: int,
-                             qmin: int, qmax: int) -> np.ndarray:
+                             qmin: int, qmax: int, channel_axis: int | None = None
+                             ) -> np.ndarray:
     """float32(acc) * multiplier, clamp to [qmin - zp, qmax - zp], RNE, + zp (int32 codes).
 
-    ``multiplier`` (float32) must broadcast against ``acc``. float32(acc) rounds to nearest even
-    as ``cvtdq2ps`` does; the product is a single float32 multiply.
+    ``multiplier`` (float32) is a scalar or one value per index of ``channel_axis``.
+    float32(acc) rounds to nearest even as ``cvtdq2ps`` does; the product is one float32
+    multiply.
     """
-    prod = np.asarray(acc).astype(np.float32) * np.asarray(multiplier, dtype=np.float32)
-    np.clip(prod, np.float32(qmin - zero_point), np.float32(qmax - zero_point), out=prod)
-    np.rint(prod, out=prod)
-    return prod.astype(np.int32) + np.int32(zero_point)
+    acc = np.asarray(acc)
+    mult = np.asarray(multiplier, dtype=np.float32)
+    if acc.ndim == 0:
+        acc3 = acc.reshape(1, 1, 1)
+    elif mult.ndim == 0 or channel_axis is None:
+        acc3 = acc.reshape(1, 1, -1)
+    else:
+        ax = channel_axis % acc.ndim
+        acc3 = acc.reshape(int(np.prod(acc.shape[:ax])), acc.shape[ax], -1)
+    mult = np.broadcast_to(mult.reshape(-1), (acc3.shape[1],)).copy()
+    if not np.issubdtype(acc3.dtype, np.integer):
+        raise EmulationError(f"accumulator must be integer, got dtype {acc3.dtype}")
+    out = np.empty(acc3.shape, np.int32)
+    _fp32_requant_kernel(np.ascontiguousarray(acc3), mult, np.float32(qmin - zero_point),
+                         np.float32(qmax - zero_point), np.int32(zero_point), out)
+    return out.reshape(acc.shape)
 
 
 # ----------------------------------------------------------------------- q31_double_rounding
@@ -242,8 +270,8 @@ class Requantizer:
                                  f"{self.real_multiplier.shape[0]} multipliers")
         nd = acc.ndim
         if self.arithmetic == "fp32_multiply":
-            return requantize_fp32_multiply(acc, _along(self.fp32_multiplier, nd, channel_axis),
-                                            self.zero_point, self.qmin, self.qmax)
+            return requantize_fp32_multiply(acc, self.fp32_multiplier, self.zero_point,
+                                            self.qmin, self.qmax, channel_axis)
         if self.arithmetic == "q31_double_rounding":
             return requantize_q31(acc, _along(self.q31, nd, channel_axis),
                                   _along(self.q31_shift, nd, channel_axis), self.zero_point,

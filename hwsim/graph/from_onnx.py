@@ -150,6 +150,7 @@ class _Importer:
         self.shuffle_split: dict[str, tuple[onnx.NodeProto, str, int]] = {}
         self.shuffle_swapped: dict[str, tuple[onnx.NodeProto, str, int]] = {}
         self.inputs: dict[str, Shape] = {}
+        self.trust_onnx_shapes = True  # cross-check emitted shapes with ONNX's inference
         real_inputs = [v for v in g.input if v.name not in self.consts]
         if not real_inputs:
             raise GraphError(f"{where}: the model has no non-constant input")
@@ -254,9 +255,15 @@ class _Importer:
         except GraphError as err:
             raise GraphError(f"{self.where}: {err}") from err
         onnx_shape = self.inferred(output, who)
-        if onnx_shape is not None and onnx_shape != out_shape:
-            raise GraphError(f"{self.where}: {who}: output shape {out_shape} differs from "
-                             f"ONNX shape inference {onnx_shape}")
+        if onnx_shape is not None and onnx_shape != out_shape and self.trust_onnx_shapes:
+            if getattr(attrs, "ceil_mode", False):
+                # ONNX shape inference before opset 22 keeps a last window that starts in the
+                # end padding; ONNX Runtime and torch drop it (checked with onnxruntime 1.32),
+                # as the IR does. Shapes inferred downstream of it are not comparable.
+                self.trust_onnx_shapes = False
+            else:
+                raise GraphError(f"{self.where}: {who}: output shape {out_shape} differs from "
+                                 f"ONNX shape inference {onnx_shape}")
         self.node_names.add(name)
         self.nodes.append(ir_node)
         self.shapes[output] = out_shape

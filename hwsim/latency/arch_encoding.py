@@ -19,8 +19,10 @@ depthwise (stride s) -> 1x1 group conv (e*C_in -> C_out); residual when shapes m
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -66,47 +68,50 @@ def format_nb201(codes: tuple[int, ...] | list[int]) -> str:
     return f"|{o[0]}~0|+|{o[1]}~0|{o[2]}~1|+|{o[3]}~0|{o[4]}~1|{o[5]}~2|"
 
 
-def _nb201_live_edges(codes: tuple[int, ...]) -> list[bool]:
-    """An edge is live if its op is not ``none``, its source is reachable from the cell input
-    and its destination reaches the cell output (node 3) through non-``none`` edges."""
-    present = [c != 0 for c in codes]
-    reach = [True, False, False, False]
+def _nb201_structure(codes: np.ndarray) -> np.ndarray:
+    """Structure features of an (n, 6) int array of op indices (vectorised over rows).
+
+    An edge is live if its op is not ``none``, its source node is reachable from the cell input
+    and its destination reaches the cell output (node 3) through non-``none`` edges.
+    """
+    n = codes.shape[0]
+    present = codes != 0
+    reach = np.zeros((n, 4), dtype=bool)
+    reach[:, 0] = True
     for e, (src, dst) in enumerate(NB201_EDGES):
-        if present[e] and reach[src]:
-            reach[dst] = True
-    coreach = [False, False, False, True]
+        reach[:, dst] |= present[:, e] & reach[:, src]
+    coreach = np.zeros((n, 4), dtype=bool)
+    coreach[:, 3] = True
     for e in reversed(range(len(NB201_EDGES))):
         src, dst = NB201_EDGES[e]
-        if present[e] and coreach[dst]:
-            coreach[src] = True
-    return [present[e] and reach[s] and coreach[d] for e, (s, d) in enumerate(NB201_EDGES)]
-
-
-def _nb201_structure(codes: tuple[int, ...]) -> list[float]:
-    live = _nb201_live_edges(codes)
-    counts = [sum(1 for c in codes if c == k) for k in range(len(NB201_OPS))]
-    live_counts = [sum(1 for c, lv in zip(codes, live) if lv and c == k)
-                   for k in range(len(NB201_OPS))]
-    # Longest live path from node 0 to node 3: in edges, and in conv layers along the path.
-    depth_edges = [0.0, -np.inf, -np.inf, -np.inf]
-    depth_convs = [0.0, -np.inf, -np.inf, -np.inf]
-    n_paths = [1.0, 0.0, 0.0, 0.0]
+        coreach[:, src] |= present[:, e] & coreach[:, dst]
+    live = np.stack([present[:, e] & reach[:, s] & coreach[:, d]
+                     for e, (s, d) in enumerate(NB201_EDGES)], axis=1)
+    n_ops = len(NB201_OPS)
+    counts = np.stack([(codes == k).sum(axis=1) for k in range(n_ops)], axis=1)
+    live_counts = np.stack([((codes == k) & live).sum(axis=1) for k in range(n_ops)], axis=1)
+    # Longest live path from node 0 to node 3, in edges and in conv layers; number of live paths.
+    neg = -1e9
+    depth_edges = np.full((n, 4), neg)
+    depth_convs = np.full((n, 4), neg)
+    depth_edges[:, 0] = depth_convs[:, 0] = 0.0
+    n_paths = np.zeros((n, 4))
+    n_paths[:, 0] = 1.0
     for e, (src, dst) in enumerate(NB201_EDGES):
-        if not live[e]:
-            continue
-        is_conv = 1.0 if codes[e] in (2, 3) else 0.0
-        depth_edges[dst] = max(depth_edges[dst], depth_edges[src] + 1.0)
-        depth_convs[dst] = max(depth_convs[dst], depth_convs[src] + is_conv)
-        n_paths[dst] += n_paths[src]
-    connected = depth_edges[3] > 0
-    macs = _NB201_HWC2 * (9 * counts[3] + counts[2]) * _NB201_CELLS / 1e6
-    live_macs = _NB201_HWC2 * (9 * live_counts[3] + live_counts[2]) * _NB201_CELLS / 1e6
-    return [*map(float, counts), *map(float, live_counts),
-            0.0 if connected else 1.0,
-            depth_edges[3] if connected else 0.0,
-            depth_convs[3] if connected else 0.0,
-            n_paths[3],
-            macs, live_macs]
+        lv = live[:, e]
+        is_conv = np.isin(codes[:, e], (2, 3)).astype(np.float64)
+        depth_edges[:, dst] = np.where(
+            lv, np.maximum(depth_edges[:, dst], depth_edges[:, src] + 1.0), depth_edges[:, dst])
+        depth_convs[:, dst] = np.where(
+            lv, np.maximum(depth_convs[:, dst], depth_convs[:, src] + is_conv), depth_convs[:, dst])
+        n_paths[:, dst] += np.where(lv, n_paths[:, src], 0.0)
+    connected = depth_edges[:, 3] > 0
+    macs = _NB201_HWC2 * (9 * counts[:, 3] + counts[:, 2]) * _NB201_CELLS / 1e6
+    live_macs = _NB201_HWC2 * (9 * live_counts[:, 3] + live_counts[:, 2]) * _NB201_CELLS / 1e6
+    return np.column_stack([
+        counts, live_counts, (~connected).astype(np.float64),
+        np.where(connected, depth_edges[:, 3], 0.0), np.where(connected, depth_convs[:, 3], 0.0),
+        n_paths[:, 3], macs, live_macs]).astype(np.float64)
 
 
 def nb201_feature_names() -> list[str]:
@@ -119,24 +124,46 @@ def nb201_feature_names() -> list[str]:
     return names
 
 
-def encode_nb201(arch_strs: list[str] | np.ndarray) -> np.ndarray:
-    """NB201 ``arch_str`` values -> float64 array (n, len(nb201_feature_names())).
+@lru_cache(maxsize=1)
+def _nb201_canonical() -> dict[str, tuple[int, ...]]:
+    """All 15,625 canonical arch strings -> op indices (a fast path for parsing)."""
+    return {format_nb201(c): c
+            for c in itertools.product(range(len(NB201_OPS)), repeat=len(NB201_EDGES))}
 
-    MACs are in millions, summed over the 15 cells (stem and reduction blocks are identical for
-    every architecture and omitted).
-    """
-    rows = []
+
+def nb201_codes(arch_strs: list[str] | np.ndarray) -> np.ndarray:
+    """NB201 ``arch_str`` values -> (n, 6) int64 op indices; errors name the row."""
+    canonical = _nb201_canonical()
+    out = np.zeros((len(arch_strs), len(NB201_EDGES)), dtype=np.int64)
     for i, s in enumerate(arch_strs):
-        try:
-            codes = parse_nb201(s)
-        except LatencyError as err:
-            raise LatencyError(f"row {i}: {err}") from None
-        onehot = np.zeros(len(NB201_EDGES) * len(NB201_OPS))
-        onehot[[e * len(NB201_OPS) + c for e, c in enumerate(codes)]] = 1.0
-        rows.append(np.concatenate([onehot, _nb201_structure(codes)]))
-    if not rows:
-        return np.zeros((0, len(nb201_feature_names())))
-    return np.vstack(rows)
+        codes = canonical.get(s) if isinstance(s, str) else None
+        if codes is None:
+            try:
+                codes = parse_nb201(s)
+            except LatencyError as err:
+                raise LatencyError(f"row {i}: {err}") from None
+        out[i] = codes
+    return out
+
+
+def encode_nb201_codes(codes: np.ndarray) -> np.ndarray:
+    """(n, 6) NB201 op indices -> float64 array (n, len(nb201_feature_names())).
+
+    Features: one-hot of 6 edges x 5 ops, op counts, live-op counts, a disconnected flag, the
+    longest live path (edges, conv layers), the number of live input->output paths, and cell
+    MACs in millions summed over the 15 cells (stem and reduction blocks are the same for every
+    architecture and omitted).
+    """
+    n_ops = len(NB201_OPS)
+    onehot = np.zeros((codes.shape[0], len(NB201_EDGES) * n_ops))
+    onehot[np.arange(codes.shape[0])[:, None], np.arange(len(NB201_EDGES))[None, :] * n_ops
+           + codes] = 1.0
+    return np.concatenate([onehot, _nb201_structure(codes)], axis=1)
+
+
+def encode_nb201(arch_strs: list[str] | np.ndarray) -> np.ndarray:
+    """NB201 ``arch_str`` values -> features of :func:`encode_nb201_codes`."""
+    return encode_nb201_codes(nb201_codes(arch_strs))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -238,7 +265,15 @@ def validate_fbnet_codes(codes: np.ndarray) -> np.ndarray:
         raise LatencyError(
             f"FBNet architectures must be an (n, {FBNET_N_LAYERS}) array of op indices "
             f"(columns {FBNET_COLUMNS[0]}..{FBNET_COLUMNS[-1]}), got shape {arr.shape}")
-    as_float = arr.astype(np.float64)
+    try:
+        as_float = arr.astype(np.float64)
+    except (TypeError, ValueError):
+        as_float = np.full(arr.shape, np.nan)
+        for pos, value in np.ndenumerate(arr):
+            try:
+                as_float[pos] = float(value)
+            except (TypeError, ValueError):
+                pass
     bad = ~np.isfinite(as_float) | (as_float != np.round(as_float)) | (as_float < 0) | (
         as_float >= len(FBNET_OPS))
     if bad.any():
@@ -252,7 +287,8 @@ def validate_fbnet_codes(codes: np.ndarray) -> np.ndarray:
 def encode_fbnet(codes: np.ndarray) -> np.ndarray:
     """(n, 22) FBNet op indices -> float64 array (n, len(fbnet_feature_names())).
 
-    Per-layer MACs in millions and parameters in thousands (convolutions only).
+    One-hot of 22 layers x 9 ops, per-layer MACs in millions and parameters in thousands
+    (convolutions only), op counts, total MACs and parameters.
     """
     idx = validate_fbnet_codes(codes)
     n = idx.shape[0]
@@ -287,23 +323,34 @@ def feature_names(space: str) -> list[str]:
     return nb201_feature_names() if check_space(space) == "nb201" else fbnet_feature_names()
 
 
+def arch_codes(space: str, archs: np.ndarray | list) -> np.ndarray:
+    """Validated (n, positions) int64 op indices: NB201 from arch strings (n, 6), FBNet from an
+    (n, 22) array of op indices."""
+    if check_space(space) == "nb201":
+        return nb201_codes(archs)
+    return validate_fbnet_codes(np.asarray(archs))
+
+
+def encode_codes(space: str, codes: np.ndarray) -> np.ndarray:
+    """Features of validated op indices (see :func:`arch_codes`)."""
+    if check_space(space) == "nb201":
+        return encode_nb201_codes(codes)
+    return encode_fbnet(codes)
+
+
 def encode(space: str, archs: np.ndarray | list) -> np.ndarray:
     """Encode architectures of ``space``: NB201 takes arch strings, FBNet an (n, 22) int array."""
-    if check_space(space) == "nb201":
-        return encode_nb201(archs)
-    return encode_fbnet(np.asarray(archs))
+    return encode_codes(space, arch_codes(space, archs))
 
 
-def arch_keys(space: str, archs: np.ndarray | list) -> list[str]:
-    """Canonical string key per architecture (for look-ups that must not depend on spelling):
-    NB201 -> six op digits, FBNet -> 22 op digits."""
-    if check_space(space) == "nb201":
-        keys = []
-        for i, s in enumerate(archs):
-            try:
-                keys.append("".join(str(c) for c in parse_nb201(s)))
-            except LatencyError as err:
-                raise LatencyError(f"row {i}: {err}") from None
-        return keys
-    idx = validate_fbnet_codes(np.asarray(archs))
-    return ["".join(str(int(c)) for c in row) for row in idx]
+def codes_to_keys(codes: np.ndarray) -> np.ndarray:
+    """Canonical key per row of op indices (all < 10): the op digits as one string, e.g.
+    NB201 ``'312040'``, FBNet 22 digits. Returns a numpy unicode array (vectorised)."""
+    c = np.ascontiguousarray(np.asarray(codes, dtype=np.int64))
+    digits = np.ascontiguousarray((c + ord("0")).astype(np.uint8))
+    return digits.view(f"S{c.shape[1]}").ravel().astype(f"U{c.shape[1]}")
+
+
+def arch_keys(space: str, archs: np.ndarray | list) -> np.ndarray:
+    """Canonical keys of architectures of ``space`` (see :func:`codes_to_keys`)."""
+    return codes_to_keys(arch_codes(space, archs))

@@ -35,7 +35,7 @@ class OnnxNetBuilder:
 
     def _const(self, array: np.ndarray, prefix: str) -> str:
         name = self._name(prefix)
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        self.inits.append(numpy_helper.from_array(np.array(array, order="C"), name))
         return name
 
     def input(self, shape: tuple[int, ...], name: str | None = None) -> str:

@@ -407,3 +407,23 @@ def export_published(table: LatencyTable, path: str | os.PathLike[str], fmt: str
             value["std"] = row.std_ms
         out[format_key(row.key, fmt)] = value  # type: ignore[arg-type]
     write_text_atomic(Path(path), yaml.safe_dump(out, sort_keys=True))
+
+
+def table_dirs() -> list[Path]:
+    """Folders searched for ``<device>.csv``: ``HWSIM_LUT_PATH`` entries, ``./lut``, the
+    project's ``lut/`` (source checkout), ``<prefix>/share/hwsim/lut`` (wheel install)."""
+    import sys
+
+    dirs = [Path(p) for p in os.environ.get("HWSIM_LUT_PATH", "").split(os.pathsep) if p]
+    dirs += [Path.cwd() / "lut", Path(__file__).resolve().parents[2] / "lut",
+             Path(sys.prefix) / "share" / "hwsim" / "lut"]
+    return [d for d in dirs if d.is_dir()]
+
+
+def find_table(device: str) -> Path | None:
+    """The first ``<device>.csv`` in ``table_dirs()``, or None."""
+    for d in table_dirs():
+        path = d / f"{device}.csv"
+        if path.is_file():
+            return path
+    return None

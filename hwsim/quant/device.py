@@ -10,8 +10,8 @@ from hwsim.errors import SpecError
 from hwsim.quant.factory import make_quantizer
 from hwsim.quant.quantizer import Quantizer
 
-Role = Literal["weight", "activation", "bias"]
-ROLES: tuple[str, ...] = ("weight", "activation", "bias")
+Role = Literal["weight", "activation", "bias", "input"]
+ROLES: tuple[str, ...] = ("weight", "activation", "bias", "input")
 
 
 class Device:
@@ -37,11 +37,14 @@ class Device:
         return self.spec.precision(precision)
 
     def quantizer(self, role: Role, precision: str | None = None) -> Quantizer:
-        """The quantizer of ``role`` ("weight" | "activation" | "bias") at ``precision``
-        (default: the device's default precision)."""
+        """The quantizer of ``role`` ("weight" | "activation" | "bias" | "input") at
+        ``precision`` (default: the device's default precision). "input" is the network input:
+        the precision's ``input`` numerics where given, else its activation numerics."""
         if role not in ROLES:
             raise SpecError(f"role must be one of {ROLES}, got {role!r}")
         prec = self.spec.precision(precision)
+        if role == "input":
+            return make_quantizer(prec.input_numerics)
         return make_quantizer(getattr(prec, role))
 
     def __repr__(self) -> str:

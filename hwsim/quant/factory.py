@@ -16,6 +16,11 @@ SCHEMES: dict[str, tuple[str, str]] = {
     "power_of_two": ("hwsim.quant.power_of_two", "PowerOfTwoQuantizer"),
     "float": ("hwsim.quant.fp16", "Fp16Quantizer"),
 }
+# float formats other than fp16: tensors a device keeps unquantized (e.g. NNIE biases)
+FLOAT_FORMATS: dict[str, tuple[str, str]] = {
+    "fp16": ("hwsim.quant.fp16", "Fp16Quantizer"),
+    "fp32": ("hwsim.quant.fp32", "Fp32Passthrough"),
+}
 
 
 def make_quantizer(numerics) -> Quantizer:
@@ -25,4 +30,6 @@ def make_quantizer(numerics) -> Quantizer:
     except (KeyError, AttributeError):
         raise SpecError(f"no quantization scheme for kind {getattr(numerics, 'kind', None)!r}; "
                         f"allowed: {sorted(SCHEMES)}") from None
+    if numerics.kind == "float":
+        module, cls = FLOAT_FORMATS[numerics.format]
     return getattr(importlib.import_module(module), cls)(numerics)

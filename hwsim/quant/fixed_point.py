@@ -76,7 +76,7 @@ def _fixed_point_quantize_kernel(x: np.ndarray, out: np.ndarray, scale_up: float
     lo = float(qmin)
     hi = float(qmax)
     for i in range(x.size):
-        v = float(x[i])
+        v = np.float64(x[i])
         if v != v:
             out[i] = qmax  # CUDA fmin(NaN, max) = max
             continue

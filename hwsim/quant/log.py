@@ -72,7 +72,7 @@ def _log_quantize_kernel(x: np.ndarray, out: np.ndarray, z: int, levels: int, th
     zf = float(z)
     lf = float(levels)
     for i in range(x.size):
-        v = float(x[i])
+        v = np.float64(x[i])
         if v > thr_pos or (inclusive and v == thr_pos):
             k = round_mode(lf * math.log2(v) - zf, mode, seed, np.uint64(i))
             k = min(max(k, 0.0), float(MAX_K))

@@ -55,7 +55,7 @@ def _check_range(exp_min: int, exp_max: int, bits: int) -> None:
 def _power_of_two_quantize_kernel(x: np.ndarray, out: np.ndarray, exp_min: int, exp_max: int,
                                   sign_shift: int, mode: int, seed: np.uint64) -> None:
     for i in range(x.size):
-        v = float(x[i])
+        v = np.float64(x[i])
         if v != v:
             e = exp_max
             neg = 1

@@ -17,7 +17,8 @@ Arithmetic of one element ``x`` (float32), scale ``s`` (float32), zero point ``z
    float32 operands.)
 4. Zero point: after rounding ``r = round(v) + z`` (ORT, torch), or before rounding
    ``r = round(fl32(v + z))`` (SNPE/AIMET ``round(x / delta + offset)``; the sum is rounded once
-   to float32, as a float32 pipeline computes it — **assumption**, no public source says).
+   to float32, as a float32 pipeline computes it — **assumption**, no public source says; this
+   needs |z| <= 2^24 so that z itself is exact in float32, checked).
    ``round`` is ``hwsim.quant.rounding.round_mode``; stochastic rounding draws
    ``u = uniform_from_counter(seed, n)`` with the flat element index ``n``, so results do not
    depend on the thread count.
@@ -64,34 +65,35 @@ def _round_f32(v, mode, seed, n):
 
 
 @numba.njit(cache=True, inline="always")
-def _code(xv, s, inv, z, qmin_f, qmax_f, mode, divide, zp_before, clip, cmin, cmax, seed, n):
-    """The integer code of one float32 value (steps 1-5 of the module docstring)."""
-    if clip:
-        xc = min(max(xv, cmin), cmax)
-    else:
-        xc = xv
+def _code(xv, s, inv, z, zb, za, qmin_f, qmax_f, mode, divide, cmin, cmax, seed, n):
+    """The integer code of one float32 value (steps 1-5 of the module docstring).
+
+    Branch-free in the data so that loops vectorize: without an input clamp ``cmin``/``cmax``
+    are -inf/+inf; the zero point enters as ``zb`` before rounding and ``za`` after it (one of
+    them is 0: ``fl32(v + 0) == v``). ``zb`` is float32, exact for |z| <= 2^24.
+    """
+    xc = min(max(xv, cmin), cmax)
     if divide:
         v = np.float32(xc / s)
     else:
         v = np.float32(xc * inv)
-    if zp_before:
-        r = _round_f32(np.float32(np.float64(v) + np.float64(z)), mode, seed, n)
-    else:
-        r = _round_f32(v, mode, seed, n) + np.float64(z)
+    t = v + zb  # float32 add; zb is exact in float32 (|zero point| <= 2^24, checked)
+    r = _round_f32(t, mode, seed, n) + za
     r = min(max(r, qmin_f), qmax_f)
     # NaN -> the zero point, selected before the integer cast (casting NaN is undefined).
     return z if xv != xv else np.int64(r)
 
 
-def _make_kernels(mode: int, fake: bool):
-    """Serial and parallel kernels for one rounding mode, producing codes (int64) or, if
-    ``fake``, float32 fake-quant values. ``mode`` and ``fake`` are compile-time constants: one
-    loop per function lets LLVM vectorize it; numba caches closures per value of the constants.
+def _make_kernels(mode: int, divide: bool, fake: bool):
+    """Serial and parallel kernels for one rounding mode and scaling, producing codes (int64) or,
+    if ``fake``, float32 fake-quant values. The three are compile-time constants: one loop per
+    function without data-independent branches lets LLVM vectorize it (numba caches closures
+    per value of the constants).
     """
 
     @numba.njit(cache=True, inline="always")
-    def block(x, out, b, scale, inv_scale, zp, n_channels, inner, qmin, qmax, divide, zp_before,
-              clip, cmin, cmax, seed):
+    def block(x, out, b, scale, inv_scale, zp, n_channels, inner, qmin, qmax, zp_before, cmin,
+              cmax, seed):
         start = b * BLOCK
         stop = min(x.size, start + BLOCK)
         qmin_f = np.float64(qmin)
@@ -104,13 +106,15 @@ def _make_kernels(mode: int, fake: bool):
             s = scale[c]
             inv = inv_scale[c]
             z = zp[c]
+            zb = np.float32(z) if zp_before else np.float32(0.0)
+            za = 0.0 if zp_before else np.float64(z)
             # Slices indexed from 0: LLVM then knows the index is non-negative (no wraparound
             # select) and vectorizes the loop.
             xs = x[i:row_end]
             os = out[i:row_end]
             for k in range(xs.size):
-                q = _code(xs[k], s, inv, z, qmin_f, qmax_f, mode, divide, zp_before, clip, cmin,
-                          cmax, seed, i + k)
+                q = _code(xs[k], s, inv, z, zb, za, qmin_f, qmax_f, mode, divide, cmin, cmax,
+                          seed, i + k)
                 if fake:
                     os[k] = np.float32(np.float32(q - z) * s)
                 else:
@@ -118,24 +122,24 @@ def _make_kernels(mode: int, fake: bool):
             i = row_end
 
     @numba.njit(cache=True)
-    def serial(x, out, scale, inv_scale, zp, n_channels, inner, qmin, qmax, divide, zp_before,
-               clip, cmin, cmax, seed):
+    def serial(x, out, scale, inv_scale, zp, n_channels, inner, qmin, qmax, zp_before, cmin,
+               cmax, seed):
         for b in range((x.size + BLOCK - 1) // BLOCK):
-            block(x, out, b, scale, inv_scale, zp, n_channels, inner, qmin, qmax, divide,
-                  zp_before, clip, cmin, cmax, seed)
+            block(x, out, b, scale, inv_scale, zp, n_channels, inner, qmin, qmax, zp_before,
+                  cmin, cmax, seed)
 
     @numba.njit(cache=True, parallel=True)
-    def parallel(x, out, scale, inv_scale, zp, n_channels, inner, qmin, qmax, divide, zp_before,
-                 clip, cmin, cmax, seed):
+    def parallel(x, out, scale, inv_scale, zp, n_channels, inner, qmin, qmax, zp_before, cmin,
+                 cmax, seed):
         for b in numba.prange((x.size + BLOCK - 1) // BLOCK):
-            block(x, out, b, scale, inv_scale, zp, n_channels, inner, qmin, qmax, divide,
-                  zp_before, clip, cmin, cmax, seed)
+            block(x, out, b, scale, inv_scale, zp, n_channels, inner, qmin, qmax, zp_before,
+                  cmin, cmax, seed)
 
     return serial, parallel
 
 
-_KERNELS = {(m, f): _make_kernels(m, f) for m in (RNE, RHAZ, RHU, STOCHASTIC)
-            for f in (False, True)}
+_KERNELS = {(m, d, f): _make_kernels(m, d, f) for m in (RNE, RHAZ, RHU, STOCHASTIC)
+            for d in (False, True) for f in (False, True)}
 
 
 @numba.njit(cache=True, inline="always")
@@ -193,16 +197,19 @@ def quantize_flat(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, n_ch
     zero_point = np.ascontiguousarray(zero_point, dtype=np.int64).reshape(-1)
     inv = reciprocal_scale(scale)
     clip = clip_min is not None
-    cmin = np.float32(clip_min if clip else 0.0)
-    cmax = np.float32(clip_max if clip else 0.0)
-    if (mode, bool(fake)) not in _KERNELS:
+    cmin = np.float32(clip_min if clip else -np.inf)
+    cmax = np.float32(clip_max if clip else np.inf)
+    if zp_before and zero_point.size and np.abs(zero_point).max() > (1 << 24):
+        raise QuantError("zero_point_add 'before_rounding' adds the zero point in float32; "
+                         f"zero points must satisfy |z| <= 2^24, got {np.abs(zero_point).max()}")
+    if (mode, bool(divide), bool(fake)) not in _KERNELS:
         raise QuantError(f"unknown rounding mode code {mode}; allowed: "
                          f"{[RNE, RHAZ, RHU, STOCHASTIC]}")
     out = np.empty(x.size, dtype=np.float32 if fake else np.int64)
-    serial, parallel = _KERNELS[(mode, bool(fake))]
+    serial, parallel = _KERNELS[(mode, bool(divide), bool(fake))]
     kernel = parallel if _use_parallel(x.size) else serial
     kernel(x, out, scale, inv, zero_point, np.int64(n_channels), np.int64(max(inner, 1)),
-           np.int64(qmin), np.int64(qmax), divide, zp_before, clip, cmin, cmax, np.uint64(seed))
+           np.int64(qmin), np.int64(qmax), bool(zp_before), cmin, cmax, np.uint64(seed))
     return out
 
 

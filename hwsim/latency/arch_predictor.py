@@ -1,0 +1,427 @@
+"""Architecture-level latency predictors with few-shot transfer to a new device.
+
+Setting (HELP protocol, Lee et al. NeurIPS'21): the new ("target") device has N measured
+architectures; other ("source") devices have measured latencies of every architecture of the
+space. Source latencies are the hardware side and may cover the architectures we predict; the
+target latencies of those architectures are never seen.
+
+Two estimators, both fitted in log-latency space by ridge regression with the regularisation
+chosen by exact leave-one-out (LOO) on the N training rows:
+
+- :class:`SourceRidgePredictor` -- the baseline of issue 5: log target latency regressed on the
+  standardised log latencies of the source devices.
+- :class:`FewShotLatencyPredictor` -- the blend of two log-linear models:
+  (1) the hardware-only model above and (2) a hardware + architecture model whose inputs are the
+  standardised source log latencies and the architecture encoding of
+  :mod:`hwsim.latency.arch_encoding` scaled by ``arch_weight`` (relative prior weight of the
+  architecture block; ``0`` drops it), with ``(alpha, arch_weight)`` chosen jointly by LOO.
+  The prediction is ``exp(w * log p1 + (1 - w) * log p2)`` with ``w = hardware_weight``.
+  Without source devices it is one ridge model on the architecture encoding alone.
+
+Measured alternatives that lost to this on ``../shared/data/latency`` (leave-one-device-out,
+see ``tools/bench_arch_predictor.py`` and the closing note of issue 5): principal components of
+the source log-latency matrix as inputs (worse at N = 10), unstandardised source log latencies,
+and a second-stage ridge on the residuals.
+
+Training rows whose latency is below ``min_fraction_of_median`` of the training median are
+dropped before fitting (the rule of :mod:`hwsim.latency.metrics`); the count is kept in
+``n_dropped_degenerate_`` and in the saved model.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwsim.errors import PredictorError
+from hwsim.latency import arch_encoding
+from hwsim.latency.metrics import DEFAULT_MIN_FRACTION_OF_MEDIAN, LatencyMetrics, latency_metrics
+
+DEFAULT_ALPHAS: tuple[float, ...] = tuple(float(a) for a in np.logspace(-4, 4, 33))
+DEFAULT_ARCH_WEIGHTS: tuple[float, ...] = (0.0, 0.03, 0.1, 0.3, 1.0)
+MIN_TRAIN_ROWS = 3
+
+
+# ----------------------------------------------------------------------------------------------
+# Source table: other devices' latencies keyed by architecture
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    """Measured latencies (ms) of architectures of one space on the source devices.
+
+    ``keys`` are canonical architecture keys (:func:`arch_encoding.arch_keys`), one per row of
+    ``latency_ms`` (shape (len(keys), len(devices))).
+    """
+
+    space: str
+    devices: tuple[str, ...]
+    keys: np.ndarray
+    latency_ms: np.ndarray
+
+    def __post_init__(self) -> None:
+        arch_encoding.check_space(self.space)
+        lat = np.asarray(self.latency_ms, dtype=np.float64)
+        if lat.ndim != 2 or lat.shape != (len(self.keys), len(self.devices)):
+            raise PredictorError(
+                f"source latency table must have shape ({len(self.keys)}, {len(self.devices)}) "
+                f"(architectures x devices), got {lat.shape}")
+        if not self.devices:
+            raise PredictorError("source table has no device columns")
+        if len(set(self.devices)) != len(self.devices):
+            raise PredictorError(f"duplicate source device names in {self.devices}")
+        bad = np.argwhere(~np.isfinite(lat) | (lat <= 0))
+        if bad.size:
+            r, c = (int(v) for v in bad[0])
+            raise PredictorError(
+                f"source latency of device {self.devices[c]!r} at row {r} is {lat[r, c]!r}; "
+                f"need finite positive milliseconds ({len(bad)} such cells)")
+        keys = np.asarray(self.keys, dtype=str)
+        if keys.ndim != 1:
+            raise PredictorError(f"source table keys must be 1-D, got shape {keys.shape}")
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        dup = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
+        if dup.size:
+            key = sorted_keys[dup[0]]
+            rows = sorted(int(r) for r in np.flatnonzero(keys == key))
+            raise PredictorError(
+                f"architecture {key!r} appears {len(rows)} times in the source table (rows "
+                f"{rows}); keep one measurement per architecture")
+        object.__setattr__(self, "keys", keys)
+        object.__setattr__(self, "latency_ms", lat)
+        object.__setattr__(self, "_order", order)
+        object.__setattr__(self, "_sorted_keys", sorted_keys)
+
+    @classmethod
+    def from_archs(cls, space: str, archs: np.ndarray | list, latency_ms: np.ndarray,
+                   devices: list[str] | tuple[str, ...]) -> SourceTable:
+        """Build from architectures in the space's own form (arch strings / op-index rows)."""
+        keys = arch_encoding.arch_keys(space, archs)
+        return cls(space, tuple(devices), keys, np.asarray(latency_ms, dtype=np.float64))
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        """Rows of ``latency_ms`` for ``keys``; raises naming the first architecture not found."""
+        keys = np.asarray(keys, dtype=str)
+        sorted_keys: np.ndarray = self._sorted_keys  # type: ignore[attr-defined]
+        pos = np.clip(np.searchsorted(sorted_keys, keys), 0, sorted_keys.size - 1)
+        missing = np.flatnonzero(sorted_keys[pos] != keys)
+        if missing.size:
+            i = int(missing[0])
+            raise PredictorError(
+                f"{missing.size} of {keys.size} architectures have no source-device latency "
+                f"(first: row {i}, architecture key {str(keys[i])!r}); give the source devices' "
+                f"columns {list(self.devices)} with the architectures, or fit with a source "
+                f"table that covers them")
+        return self.latency_ms[self._order[pos]]  # type: ignore[attr-defined]
+
+
+# ----------------------------------------------------------------------------------------------
+# Log-linear ridge model (the fitted, serialisable form)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogLinearModel:
+    """``log(latency_ms) = intercept + ((x - mean) / scale) @ coef``.
+
+    ``x`` is the concatenation of the log source latencies (if ``uses_source``) and the
+    architecture features (if ``uses_arch``); ``scale`` of the architecture block already
+    includes the division by ``arch_weight``.
+    """
+
+    uses_source: bool
+    uses_arch: bool
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    alpha: float
+    arch_weight: float
+
+    def predict_log(self, log_source: np.ndarray | None, arch_features: np.ndarray | None
+                    ) -> np.ndarray:
+        blocks = []
+        if self.uses_source:
+            blocks.append(log_source)
+        if self.uses_arch:
+            blocks.append(arch_features)
+        x = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
+        if x.shape[1] != self.coef.size:
+            raise PredictorError(
+                f"model expects {self.coef.size} input features, got {x.shape[1]}")
+        return ((x - self.mean) / self.scale) @ self.coef + self.intercept
+
+
+def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-12] = 1.0  # constant column: centred to zero, coefficient stays 0
+    return mean, scale
+
+
+def _loo_ridge(z: np.ndarray, y: np.ndarray, alphas: tuple[float, ...]
+               ) -> tuple[float, np.ndarray, float, np.ndarray]:
+    """Ridge on standardised ``z`` with unpenalised intercept; alpha by exact LOO.
+
+    Returns (alpha, coef, LOO mean squared error, LOO predictions). Uses the SVD of the centred
+    design: hat diagonal h_i = 1/n + sum_j U_ij^2 s_j^2 / (s_j^2 + alpha).
+    """
+    n = y.size
+    zc = z - z.mean(axis=0)
+    y_mean = float(y.mean())
+    yc = y - y_mean
+    u, s, vt = np.linalg.svd(zc, full_matrices=False)
+    uty = u.T @ yc
+    best: tuple[float, float, np.ndarray] | None = None
+    for alpha in alphas:
+        shrink = s ** 2 / (s ** 2 + alpha)
+        fitted = u @ (shrink * uty)
+        hat = (u ** 2) @ shrink + 1.0 / n
+        loo_resid = (yc - fitted) / np.maximum(1.0 - hat, 1e-12)
+        mse = float(np.mean(loo_resid ** 2))
+        if best is None or mse < best[0]:
+            best = (mse, float(alpha), y - loo_resid)
+    mse, alpha, loo_pred = best
+    coef = vt.T @ (s / (s ** 2 + alpha) * uty)
+    return alpha, coef, mse, loo_pred
+
+
+def _fit_log_linear(log_source: np.ndarray | None, arch_features: np.ndarray | None,
+                    y_log: np.ndarray, alphas: tuple[float, ...],
+                    arch_weights: tuple[float, ...]) -> tuple[LogLinearModel, np.ndarray]:
+    """Fit one log-linear model; ``arch_weights`` only matter when both blocks are present."""
+    best: tuple[float, LogLinearModel, np.ndarray] | None = None
+    weights = arch_weights if (log_source is not None and arch_features is not None) else (1.0,)
+    for gamma in weights:
+        uses_source = log_source is not None
+        uses_arch = arch_features is not None and gamma > 0
+        blocks, means, scales = [], [], []
+        if uses_source:
+            m, s = _standardise(log_source)
+            blocks.append(log_source)
+            means.append(m)
+            scales.append(s)
+        if uses_arch:
+            m, s = _standardise(arch_features)
+            blocks.append(arch_features)
+            means.append(m)
+            scales.append(s / gamma)
+        x = np.concatenate(blocks, axis=1)
+        mean, scale = np.concatenate(means), np.concatenate(scales)
+        z = (x - mean) / scale
+        alpha, coef, mse, loo_pred = _loo_ridge(z, y_log, alphas)
+        intercept = float(y_log.mean() - z.mean(axis=0) @ coef)
+        model = LogLinearModel(uses_source, uses_arch, mean, scale, coef, intercept, alpha,
+                               float(gamma) if uses_arch else 0.0)
+        if best is None or mse < best[0]:
+            best = (mse, model, loo_pred)
+    return best[1], best[2]
+
+
+# ----------------------------------------------------------------------------------------------
+# Estimators
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_grid(name: str, values: tuple[float, ...], allow_zero: bool) -> tuple[float, ...]:
+    try:
+        grid = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise PredictorError(f"{name} must be a sequence of numbers, got {values!r}") from None
+    if not grid:
+        raise PredictorError(f"{name} must not be empty")
+    for v in grid:
+        if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+            allowed = ">= 0" if allow_zero else "> 0"
+            raise PredictorError(f"{name} values must be finite and {allowed}, got {v!r}")
+    return grid
+
+
+class _ArchLatencyEstimator(ABC):
+    """Shared fit/predict plumbing; subclasses choose the components."""
+
+    space: str
+    alphas: tuple[float, ...]
+    min_fraction_of_median: float
+
+    def get_params(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self._param_names}
+
+    _param_names: tuple[str, ...] = ()
+
+    def _check_params(self) -> None:
+        arch_encoding.check_space(self.space)
+        self.alphas = _check_grid("alphas", self.alphas, allow_zero=False)
+        if not 0.0 <= float(self.min_fraction_of_median) < 1.0:
+            raise PredictorError(
+                f"min_fraction_of_median must be in [0, 1), got {self.min_fraction_of_median!r}")
+
+    def _training_rows(self, archs: np.ndarray | list, latency_ms: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        y = np.asarray(latency_ms, dtype=np.float64)
+        if y.ndim != 1:
+            raise PredictorError(f"latency_ms must be 1-D, got shape {y.shape}")
+        if len(archs) != y.size:
+            raise PredictorError(
+                f"got {len(archs)} architectures but {y.size} latencies; they must pair up")
+        bad = np.flatnonzero(~np.isfinite(y) | (y <= 0))
+        if bad.size:
+            raise PredictorError(
+                f"training latency at row {int(bad[0])} is {y[bad[0]]!r}; need finite positive "
+                f"milliseconds ({bad.size} such rows)")
+        keep = y >= self.min_fraction_of_median * float(np.median(y))
+        if keep.sum() < MIN_TRAIN_ROWS:
+            raise PredictorError(
+                f"need at least {MIN_TRAIN_ROWS} training architectures after dropping "
+                f"latencies below {self.min_fraction_of_median:g} x median, got {int(keep.sum())}")
+        codes = arch_encoding.arch_codes(self.space, archs)
+        keys = arch_encoding.codes_to_keys(codes)
+        features = arch_encoding.encode_codes(self.space, codes)
+        return keys[keep], features[keep], y[keep], int((~keep).sum())
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "components_"):
+            raise PredictorError(
+                f"this {type(self).__name__} is not fitted yet; call fit() or load a saved model")
+
+    def _log_source_for(self, codes: np.ndarray, source_latency_ms: np.ndarray | None
+                        ) -> np.ndarray | None:
+        if self.source_table_ is None:
+            return None
+        n = codes.shape[0]
+        if source_latency_ms is None:
+            lat = self.source_table_.lookup(arch_encoding.codes_to_keys(codes))
+        else:
+            lat = np.asarray(source_latency_ms, dtype=np.float64)
+            devices = self.source_table_.devices
+            if lat.ndim != 2 or lat.shape != (n, len(devices)):
+                raise PredictorError(
+                    f"source_latency_ms must have shape ({n}, {len(devices)}) for "
+                    f"devices {list(devices)}, got {lat.shape}")
+            bad = np.argwhere(~np.isfinite(lat) | (lat <= 0))
+            if bad.size:
+                r, c = (int(v) for v in bad[0])
+                raise PredictorError(
+                    f"source latency of device {devices[c]!r} at row {r} is {lat[r, c]!r}; "
+                    "need finite positive milliseconds")
+        return np.log(lat)
+
+    @abstractmethod
+    def _fit_components(self, log_source: np.ndarray | None, features: np.ndarray,
+                        y_log: np.ndarray) -> tuple[list[LogLinearModel], list[float], np.ndarray]:
+        """Fitted components, their blend weights (log space) and the LOO log predictions."""
+
+    def fit(self, archs: np.ndarray | list, latency_ms: np.ndarray,
+            source: SourceTable | None = None) -> _ArchLatencyEstimator:
+        """Fit on the target device's measured architectures; returns self.
+
+        ``archs``: NB201 arch strings or an (n, 22) FBNet op-index array. ``source``: other
+        devices' latencies covering at least these architectures.
+        """
+        self._check_params()
+        keys, features, y, n_dropped = self._training_rows(archs, latency_ms)
+        log_source = None
+        if source is not None:
+            if source.space != self.space:
+                raise PredictorError(
+                    f"source table is for space {source.space!r}, estimator for {self.space!r}")
+            log_source = np.log(source.lookup(keys))
+        elif self._needs_source:
+            raise PredictorError(f"{type(self).__name__} needs a source table (other devices)")
+        y_log = np.log(y)
+        components, weights, loo_log = self._fit_components(log_source, features, y_log)
+        self.components_ = components
+        self.weights_ = weights
+        self.source_table_ = source
+        self.train_keys_ = tuple(str(k) for k in keys)
+        self.n_train_ = int(y.size)
+        self.n_dropped_degenerate_ = n_dropped
+        self.cv_metrics_: LatencyMetrics = latency_metrics(
+            y, np.exp(loo_log), self.min_fraction_of_median)
+        return self
+
+    def predict_log(self, archs: np.ndarray | list,
+                    source_latency_ms: np.ndarray | None = None) -> np.ndarray:
+        """Natural log of the predicted latency in ms."""
+        self._check_fitted()
+        codes = arch_encoding.arch_codes(self.space, archs)
+        features = arch_encoding.encode_codes(self.space, codes)
+        log_source = self._log_source_for(codes, source_latency_ms)
+        out = np.zeros(features.shape[0])
+        for w, comp in zip(self.weights_, self.components_):
+            out += w * comp.predict_log(log_source, features)
+        return out
+
+    def predict(self, archs: np.ndarray | list,
+                source_latency_ms: np.ndarray | None = None) -> np.ndarray:
+        """Predicted latency in ms. Source latencies come from ``source_latency_ms`` (columns in
+        ``source_devices_`` order) or, when omitted, from the source table given to ``fit``."""
+        return np.exp(self.predict_log(archs, source_latency_ms))
+
+    @property
+    def source_devices_(self) -> tuple[str, ...]:
+        self._check_fitted()
+        return () if self.source_table_ is None else self.source_table_.devices
+
+    _needs_source = False
+
+
+class SourceRidgePredictor(_ArchLatencyEstimator):
+    """Baseline: ridge of the target's log latency on the source devices' log latencies."""
+
+    _param_names = ("space", "alphas", "min_fraction_of_median")
+    _needs_source = True
+
+    def __init__(self, space: str = "nb201", alphas: tuple[float, ...] = DEFAULT_ALPHAS,
+                 min_fraction_of_median: float = DEFAULT_MIN_FRACTION_OF_MEDIAN) -> None:
+        self.space = space
+        self.alphas = alphas
+        self.min_fraction_of_median = min_fraction_of_median
+
+    def _fit_components(self, log_source, features, y_log):
+        model, loo = _fit_log_linear(log_source, None, y_log, self.alphas, (0.0,))
+        return [model], [1.0], loo
+
+
+class FewShotLatencyPredictor(_ArchLatencyEstimator):
+    """Blend of a hardware-only and a hardware + architecture log-linear model (module doc)."""
+
+    _param_names = ("space", "alphas", "arch_weights", "hardware_weight",
+                    "min_fraction_of_median")
+
+    def __init__(self, space: str = "nb201", alphas: tuple[float, ...] = DEFAULT_ALPHAS,
+                 arch_weights: tuple[float, ...] = DEFAULT_ARCH_WEIGHTS,
+                 hardware_weight: float = 0.5,
+                 min_fraction_of_median: float = DEFAULT_MIN_FRACTION_OF_MEDIAN) -> None:
+        self.space = space
+        self.alphas = alphas
+        self.arch_weights = arch_weights
+        self.hardware_weight = hardware_weight
+        self.min_fraction_of_median = min_fraction_of_median
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        self.arch_weights = _check_grid("arch_weights", self.arch_weights, allow_zero=True)
+        w = float(self.hardware_weight)
+        if not 0.0 <= w <= 1.0:
+            raise PredictorError(f"hardware_weight must be in [0, 1], got {w!r}")
+
+    def _fit_components(self, log_source, features, y_log):
+        if log_source is None:
+            model, loo = _fit_log_linear(None, features, y_log, self.alphas, (1.0,))
+            return [model], [1.0], loo
+        w = float(self.hardware_weight)
+        hw_model, hw_loo = _fit_log_linear(log_source, None, y_log, self.alphas, (0.0,))
+        joint, joint_loo = _fit_log_linear(log_source, features, y_log, self.alphas,
+                                           self.arch_weights)
+        return [hw_model, joint], [w, 1.0 - w], w * hw_loo + (1.0 - w) * joint_loo
+
+
+ESTIMATORS: dict[str, type[_ArchLatencyEstimator]] = {
+    "source_ridge": SourceRidgePredictor,
+    "few_shot_blend": FewShotLatencyPredictor,
+}
