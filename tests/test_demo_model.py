@@ -90,7 +90,7 @@ def test_mobilenet_demo_trains_and_imports(cache_dir):
     assert mb.fp32_accuracy >= 0.9
     assert mb.test_x.shape == (360, 1, 16, 16)
     graph = graph_from_torch(mb.model, torch.from_numpy(mb.test_x[:2]))
-    assert sum(n.op is OpType.ADD for n in graph) == 2
+    assert sum(n.op is OpType.ADD for n in graph) == 3  # the three stride-1 same-width blocks
     assert sum(n.op is OpType.CLIP and n.attrs.is_relu6 for n in graph) >= 10
     np.testing.assert_allclose(ref.outputs(graph, mb.test_x[:16])[0],
                                mb.model(torch.from_numpy(mb.test_x[:16])).numpy(),

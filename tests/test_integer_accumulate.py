@@ -177,3 +177,20 @@ def test_bad_inputs_raise_emulation_errors():
         conv2d_accumulate(x - 1, np.zeros((4, 4, 3, 3), np.int8), int16_pair_saturation=True)
     with pytest.raises(EmulationError, match="linear"):
         linear_accumulate(np.zeros((2, 3), np.int8), np.zeros((4, 5), np.int8))
+
+
+def test_degenerate_shapes_size_one_dimensions_are_exact(gemm_mode):
+    """Size-1 dimensions (one output, one input, K = 1, one pixel) give odd numpy strides that
+    a GEMM must not misread."""
+    rng = np.random.default_rng(13)
+    for n, k, o in [(42, 1, 1), (1, 1, 1), (1, 7, 1), (5, 1, 3), (1, 300, 2), (17, 2, 1)]:
+        x = rng.integers(-128, 128, (n, k))
+        w = rng.integers(-128, 128, (o, k))
+        acc = linear_accumulate(x, w, x_zero_point=5, w_zero_point=-2)
+        assert np.array_equal(acc.values, (x - 5) @ (w + 2).T)
+    for c, o, h in [(1, 1, 1), (1, 3, 2), (2, 1, 3)]:
+        x = rng.integers(0, 256, (1, c, h, h))
+        w = rng.integers(-128, 128, (o, c, 1, 1))
+        acc = conv2d_accumulate(x, w, x_zero_point=9)
+        ref = _oracle_conv(x, w, 9, 0, None, (1, 1), (0, 0, 0, 0), (1, 1), 1)
+        assert acc.values.tolist() == ref.tolist()

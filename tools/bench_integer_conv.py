@@ -1,7 +1,8 @@
 """Benchmark: hwsim integer conv / linear vs ONNX Runtime QLinearConv/QLinearMatMul vs torch
 fbgemm quantized ops, same layers, 1 thread, measured side by side in one run.
 
-Prints the median time (ms) of each and the ratio hwsim / runtime. torch's quantized-tensor API
+Prints the fastest of N repeats (ms) of each (the minimum is the least disturbed by other
+processes on a shared machine) and the ratio hwsim / runtime. torch's quantized-tensor API
 is used only here, as a reference. Usage: python tools/bench_integer_conv.py [--repeats N]
 """
 
@@ -27,14 +28,14 @@ LAYERS = [  # name, kind, (N, C, H, W) or (N, K), out channels, kernel, groups, 
 ]
 
 
-def _median_ms(fn, repeats: int) -> float:
+def _best_ms(fn, repeats: int) -> float:
     fn()  # warm-up (numba/torch/ORT first-call costs)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times))
+    return float(np.min(times))
 
 
 def _session(model) -> ort.InferenceSession:
@@ -98,9 +99,9 @@ def bench_layer(spec, repeats: int, rng: np.random.Generator) -> dict:
             def torch_run():
                 return qf.linear(qx, qw, bf, scale=ys, zero_point=yz)
 
-        t_torch = _median_ms(torch_run, repeats)
-    t_hw = _median_ms(hwsim_run, repeats)
-    t_ort = _median_ms(ort_run, repeats)
+        t_torch = _best_ms(torch_run, repeats)
+    t_hw = _best_ms(hwsim_run, repeats)
+    t_ort = _best_ms(ort_run, repeats)
     path = (conv2d_accumulate(x, w, x_zero_point=xz, padding=(pad,) * 4, groups=groups).path
             if kind == "conv" else linear_accumulate(x, w, x_zero_point=xz).path)
     return dict(name=name, hwsim=t_hw, ort=t_ort, fbgemm=t_torch, path=path)
@@ -112,7 +113,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
-    print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, 1 thread, median of "
+    print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, 1 thread, best of "
           f"{args.repeats}; uint8 activations x int8 per-channel weights")
     print(f"{'layer':28s} {'hwsim ms':>9s} {'ORT ms':>8s} {'fbgemm ms':>9s} "
           f"{'hw/ORT':>7s} {'hw/fbgemm':>9s}  exact path")

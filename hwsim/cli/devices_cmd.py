@@ -5,12 +5,8 @@ from __future__ import annotations
 import argparse
 
 from hwsim.devices.registry import load_device_spec
+from hwsim.cli.text_table import format_table
 from hwsim.devices.summary import device_detail, device_rows
-
-
-def _table(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -20,7 +16,7 @@ def _list(args: argparse.Namespace) -> int:
             head = [row.name, row.title, row.library, ",".join(row.precisions)] if i == 0 \
                 else ["", "", "", ""]
             rows.append([*head, f"{prec}: {scheme}"])
-    print("\n".join(_table(rows)))
+    print(format_table(rows))
     return 0
 
 

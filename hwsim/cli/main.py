@@ -12,8 +12,10 @@ from hwsim.errors import HwsimError
 # ``set_defaults(func=...)`` and returns an exit status.
 _COMMAND_MODULES = [
     "hwsim.cli.devices_cmd",
+    "hwsim.cli.emulate_cmd",
     "hwsim.cli.lut_cmd",
     "hwsim.cli.latency_cmd",
+    "hwsim.cli.predictor_cmd",
 ]
 
 
@@ -41,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hwsim: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`: not an error of hwsim's
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -202,17 +202,27 @@ class Emulator:
         from hwsim.quant.factory import make_quantizer
         return make_quantizer(num)
 
-    def calibrate(self, calib_x: np.ndarray | Mapping[str, np.ndarray],
-                  batch_size: int = 256) -> Emulator:
+    def calibrate(self, calib_x: np.ndarray | Mapping[str, np.ndarray] | None,
+                  batch_size: int = 256, fixed: Mapping[str, QParams] | None = None
+                  ) -> Emulator:
         """Quantize weights and calibrate activation qparams on ``calib_x`` (run through the
-        fp32 model in batches of ``batch_size``). Returns self."""
+        fp32 model in batches of ``batch_size``). ``fixed``: qparams to use as given, by tensor
+        name (e.g. from a device toolchain or a dump manifest); ``calib_x`` may be None when
+        every activation tensor is fixed. Returns self."""
         self._check_supported()
         try:
-            return self._calibrate(calib_x, batch_size)
+            return self._calibrate(calib_x, batch_size, dict(fixed or {}))
         except HwsimError as err:
             raise type(err)(f"{self._where()}: calibration failed: {err}") from None
 
-    def _calibrate(self, calib_x, batch_size: int) -> Emulator:
+    @property
+    def calibrated_tensors(self) -> list[str]:
+        """Tensors whose qparams come from calibration (graph inputs and step outputs that do
+        not pass their input's qparams through)."""
+        steps = plan_steps(self.graph)
+        return list(self.graph.inputs) + [s.output for s in steps if not self._passes_through(s)]
+
+    def _calibrate(self, calib_x, batch_size: int, fixed: dict[str, QParams]) -> Emulator:
         dev, prec = self.device, self.precision
         self.steps_ = plan_steps(self.graph)
         act_q = dev.quantizer("activation", prec)
@@ -225,15 +235,24 @@ class Emulator:
         for step in self.steps_:
             if not self._passes_through(step):
                 needs[step.output] = act_q.observer()
-        n_seen = 0
-        for batch in _batches(calib_x, batch_size):
-            env = run_float(self.graph, batch)
-            for t, obs in needs.items():
-                obs.update(env[t])
-            n_seen += 1
-        if n_seen == 0:
-            raise EmulationError("calibration data is empty")
+        unknown = sorted(set(fixed) - set(needs))
+        if unknown:
+            raise EmulationError(f"fixed qparams for {unknown}: not calibrated tensors; "
+                                 f"allowed: {list(needs)}")
+        needs = {t: obs for t, obs in needs.items() if t not in fixed}
+        if needs:
+            if calib_x is None:
+                raise EmulationError(f"calibration data is needed for tensors {list(needs)}")
+            n_seen = 0
+            for batch in _batches(calib_x, batch_size):
+                env = run_float(self.graph, batch)
+                for t, obs in needs.items():
+                    obs.update(env[t])
+                n_seen += 1
+            if n_seen == 0:
+                raise EmulationError("calibration data is empty")
         qp: dict[str, QParams] = {t: obs.qparams() for t, obs in needs.items()}
+        qp.update(fixed)
         # pass-through ops share their input's qparams
         for step in self.steps_:
             if self._passes_through(step):

@@ -22,6 +22,11 @@ from hwsim.graph.ir import Graph, Node, OpType
 LayerFn = Callable[[np.ndarray, np.ndarray, np.ndarray, Node], np.ndarray]
 
 
+def _tensor(a: np.ndarray, dtype) -> torch.Tensor:
+    # torch warns on read-only numpy arrays (IR weights are read-only): hand it a writable copy
+    return torch.from_numpy(np.require(a, requirements=["C", "W"])).to(dtype)
+
+
 def conv2d_float(x: np.ndarray, w: np.ndarray, b: np.ndarray, node: Node,
                  dtype: np.dtype = np.float32) -> np.ndarray:
     """Convolution of ``node`` (stride, 4-sided zero padding, dilation, groups) in ``dtype``."""
@@ -29,9 +34,8 @@ def conv2d_float(x: np.ndarray, w: np.ndarray, b: np.ndarray, node: Node,
     tt = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
     pt, pl, pb, pr = a.padding
     with torch.no_grad():
-        xt = F.pad(torch.from_numpy(np.ascontiguousarray(x)).to(tt), (pl, pr, pt, pb))
-        y = F.conv2d(xt, torch.from_numpy(np.ascontiguousarray(w)).to(tt),
-                     torch.from_numpy(np.ascontiguousarray(b)).to(tt),
+        xt = F.pad(_tensor(x, tt), (pl, pr, pt, pb))
+        y = F.conv2d(xt, _tensor(w, tt), _tensor(b, tt),
                      stride=a.stride, dilation=a.dilation, groups=a.groups)
     return y.numpy().astype(dtype, copy=False)
 
@@ -41,9 +45,7 @@ def linear_float(x: np.ndarray, w: np.ndarray, b: np.ndarray, node: Node,
     """y = x @ w.T + b on the last axis, in ``dtype``."""
     tt = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
     with torch.no_grad():
-        y = F.linear(torch.from_numpy(np.ascontiguousarray(x)).to(tt),
-                     torch.from_numpy(np.ascontiguousarray(w)).to(tt),
-                     torch.from_numpy(np.ascontiguousarray(b)).to(tt))
+        y = F.linear(_tensor(x, tt), _tensor(w, tt), _tensor(b, tt))
     return y.numpy().astype(dtype, copy=False)
 
 

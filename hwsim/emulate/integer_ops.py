@@ -123,31 +123,47 @@ def _finish(exact: np.ndarray, accumulator_bits: int, overflow: str, saturated_p
                         path=path)
 
 
+def _add_bias(acc: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """acc + bias exactly: stays int32 when |acc| + |bias| < 2^31, else widens to int64."""
+    if acc.dtype != np.int64 and (
+            int(np.abs(acc).max(initial=0)) + int(np.abs(bias).max(initial=0)) >= (1 << 31)):
+        acc = acc.astype(np.int64)
+    return acc + bias.astype(acc.dtype)
+
+
 def _split_bits(max_abs_w: int) -> int:
     return max(1, (int(max_abs_w).bit_length() + 1) // 2)
 
 
-def _exact_sum(run_float, xs: np.ndarray, ws: np.ndarray, k: int, run_int64) -> tuple[
+def _exact_sum(run_float, mx: int, ws: np.ndarray, k: int, run_int64) -> tuple[
         np.ndarray, str]:
     """Exact integer sum of products via the cheapest exact float path (see module doc).
 
-    ``run_float(x, w, dtype)`` computes the sums in floating point; ``run_int64(x, w)`` exactly.
+    mx: max |x - zx|; ws: weights minus zero point (int32); ``run_float(w, dtype)`` computes
+    the sums of the layer's shifted input with weights ``w`` in ``dtype`` (a torch tensor);
+    ``run_int64(w)`` exactly. float32 results are exact integers below 2^24 (returned as int32).
     """
-    mx = int(np.abs(xs).max(initial=0))
     mw = int(np.abs(ws).max(initial=0))
     bound = k * mx * mw
     if bound < _F32_EXACT:
-        return run_float(xs, ws, torch.float32).astype(np.int64), "float32"
+        return run_float(ws, torch.float32).to(torch.int32).numpy(), "float32"
     s = _split_bits(mw)
     lo = ws & ((1 << s) - 1)  # in [0, 2^s)
     hi = (ws - lo) >> s
     if k * mx * max(int(np.abs(hi).max(initial=0)), (1 << s) - 1) < _F32_EXACT:
-        acc_hi = run_float(xs, hi, torch.float32).astype(np.int64)
-        acc_lo = run_float(xs, lo, torch.float32).astype(np.int64)
-        return (acc_hi << s) + acc_lo, "float32_split"
+        acc_hi = run_float(hi, torch.float32).to(torch.int64)
+        acc_lo = run_float(lo, torch.float32).to(torch.int64)
+        return ((acc_hi << s) + acc_lo).numpy(), "float32_split"
     if bound < _F64_EXACT:
-        return run_float(xs, ws, torch.float64).astype(np.int64), "float64"
-    return run_int64(xs, ws), "int64"
+        return run_float(ws, torch.float64).to(torch.int64).numpy(), "float64"
+    return run_int64(ws), "int64"
+
+
+def _max_shift(x: np.ndarray, zero_point: int) -> int:
+    """max |x - zero_point| over x (0 for an empty x)."""
+    if x.size == 0:
+        return 0
+    return max(int(x.max()) - zero_point, zero_point - int(x.min()), 0)
 
 
 def _int8_offset(x: np.ndarray, zero_point: int) -> int | None:
@@ -160,24 +176,29 @@ def _int8_offset(x: np.ndarray, zero_point: int) -> int | None:
     return None
 
 
-def _int_mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """int8 (M, K) @ int8 (K, N) -> int64 (M, N) with torch's int32-accumulating GEMM."""
+def _fresh_int8(a: np.ndarray) -> np.ndarray:
+    """A new C-ordered int8 copy with canonical strides. numpy keeps odd strides on size-1
+    dimensions of views (still flagged contiguous) and torch._int_mm then reads wrong
+    elements, so GEMM operands are always fresh copies."""
+    out = np.empty(a.shape, dtype=np.int8)
+    out[...] = a
+    return out
+
+
+def _linear_int8(x2, w, zx, zw, offset):
+    """Exact linear sums W (O, K) @ (x - offset)^T with torch's int8 GEMM, corrected for the
+    zero points as in ``_conv_int8`` (int64 result)."""
+    o, k = w.shape
+    xt = _fresh_int8((x2.astype(np.int16) - offset).T)  # (K, M)
+    wk = _fresh_int8(w)
     with torch.no_grad():
-        return torch._int_mm(torch.from_numpy(a), torch.from_numpy(b)).numpy().astype(np.int64)
-
-
-def _int8_sum(cols: np.ndarray, wk: np.ndarray, offset: int, x_zero_point: int,
-              zw: np.ndarray) -> np.ndarray:
-    """Exact sum_k (x_k - zx)(w_k - zw[o]) from int8 columns cols = x - offset (P, K) and int8
-    weights wk (K, O): cols @ wk - zw * rowsum(cols) + (offset - zx) * (colsum(wk) - K zw)."""
-    k = cols.shape[1]
-    acc = _int_mm(cols, wk)
-    d = offset - x_zero_point
-    if d:
-        acc += d * (wk.sum(axis=0, dtype=np.int64) - k * zw)
-    if np.any(zw != 0):
-        acc -= cols.sum(axis=1, dtype=np.int64)[:, None] * zw
-    return acc
+        acc = torch._int_mm(torch.from_numpy(wk), torch.from_numpy(xt)).numpy().astype(
+            np.int64)  # (O, M)
+    zwv = np.broadcast_to(zw, (o,)).astype(np.int64)
+    acc += ((offset - zx) * (wk.sum(axis=1, dtype=np.int64) - k * zwv))[:, None]
+    if np.any(zwv != 0):
+        acc -= zwv[:, None] * xt.sum(axis=0, dtype=np.int64)[None, :]
+    return acc.T
 
 
 def conv_output_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: int,
@@ -265,29 +286,30 @@ def _conv_float(x, w, zx, zw, stride, padding, dilation, groups, oh, ow):
     n = x.shape[0]
     o, cg, kh, kw = w.shape
     pt, pl, pb, pr = padding
-    xs = np.pad(x.astype(np.int32) - zx, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
     ws = w.astype(np.int32) - (zw.reshape(-1, 1, 1, 1) if zw.ndim else zw).astype(np.int32)
     k = cg * kh * kw
+    shifted: dict[torch.dtype, torch.Tensor] = {}
 
-    def run_float(xa: np.ndarray, wa: np.ndarray, dtype: torch.dtype) -> np.ndarray:
+    def run_float(wa: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
         with torch.no_grad():
-            out = F.conv2d(torch.from_numpy(xa).to(dtype), torch.from_numpy(wa).to(dtype),
-                           stride=stride, dilation=dilation, groups=groups)
-        return out.numpy()
+            if dtype not in shifted:  # x - zx, zero-padded (= zero point padding)
+                shifted[dtype] = F.pad(torch.from_numpy(x).to(dtype) - zx, (pl, pr, pt, pb))
+            return F.conv2d(shifted[dtype], torch.from_numpy(wa).to(dtype), stride=stride,
+                            dilation=dilation, groups=groups)
 
-    def run_int64(xa: np.ndarray, wa: np.ndarray) -> np.ndarray:
+    def run_int64(wa: np.ndarray) -> np.ndarray:
+        xa = np.pad(x.astype(np.int64) - zx, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
         out = np.empty((n, o, oh, ow), dtype=np.int64)
         og = o // groups
         for g in range(groups):  # exact fallback: int64 GEMM per group
-            cols = _im2col(xa[:, g * cg:(g + 1) * cg].astype(np.int64), kh, kw, stride,
-                           dilation, oh, ow).reshape(n * oh * ow, -1)
+            cols = _im2col(xa[:, g * cg:(g + 1) * cg], kh, kw, stride, dilation, oh,
+                           ow).reshape(n * oh * ow, -1)
             wk = wa[g * og:(g + 1) * og].astype(np.int64).transpose(0, 2, 3, 1).reshape(og, -1)
             out[:, g * og:(g + 1) * og] = (cols @ wk.T).reshape(n, oh, ow, og).transpose(
                 0, 3, 1, 2)
         return out
 
-    acc, path = _exact_sum(run_float, xs, ws, k, run_int64)
-    return acc, path
+    return _exact_sum(run_float, _max_shift(x, zx), ws, k, run_int64)
 
 
 def _conv_int8(x, w, zx, zw, offset, stride, padding, dilation, groups, oh, ow):
@@ -320,8 +342,7 @@ def _conv_int8(x, w, zx, zw, offset, stride, padding, dilation, groups, oh, ow):
                 cols[i, j] = xh[:, g * cg:(g + 1) * cg, i * dh: i * dh + sh * (oh - 1) + 1: sh,
                                 j * dw: j * dw + sw * (ow - 1) + 1: sw].transpose(1, 0, 2, 3)
         cols = cols.reshape(k, -1)
-        wk = np.ascontiguousarray(w[g * og:(g + 1) * og].transpose(0, 2, 3, 1).reshape(og, k)
-                                  ).astype(np.int8)
+        wk = _fresh_int8(w[g * og:(g + 1) * og].transpose(0, 2, 3, 1).reshape(og, k))
         zg = zwv[g * og:(g + 1) * og]
         with torch.no_grad():
             acc = torch._int_mm(torch.from_numpy(wk), torch.from_numpy(cols)).numpy()
@@ -389,27 +410,23 @@ def conv2d_accumulate(x: np.ndarray, w: np.ndarray, *, x_zero_point: int = 0,
             saturated += cnt
             acc[:, g * og:(g + 1) * og] += delta.reshape(n, oh, ow, og).transpose(0, 3, 1, 2)
     if b is not None:
-        if acc.dtype == np.int32:  # exact iff the result fits: check with the bias bound
-            if int(np.abs(acc).max(initial=0)) + int(np.abs(b).max()) >= (1 << 31):
-                acc = acc.astype(np.int64)
-        acc += b.reshape(1, -1, 1, 1).astype(acc.dtype)
+        acc = _add_bias(acc, b.reshape(1, -1, 1, 1))
     return _finish(acc, accumulator_bits, accumulator_overflow, saturated, path)
 
 
 def _linear_float(x2, w, zx, zw):
     """Exact linear sums by float32 / split float32 / float64 matmul or int64 matmul."""
     k = w.shape[1]
-    xs = x2.astype(np.int32) - zx
     ws = w.astype(np.int32) - (zw.reshape(-1, 1) if zw.ndim else zw).astype(np.int32)
 
-    def run_float(xa: np.ndarray, wa: np.ndarray, dtype: torch.dtype) -> np.ndarray:
+    def run_float(wa: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
         with torch.no_grad():
-            return (torch.from_numpy(xa).to(dtype) @ torch.from_numpy(wa).to(dtype).T).numpy()
+            return (torch.from_numpy(x2).to(dtype) - zx) @ torch.from_numpy(wa).to(dtype).T
 
-    def run_int64(xa: np.ndarray, wa: np.ndarray) -> np.ndarray:
-        return xa.astype(np.int64) @ wa.astype(np.int64).T
+    def run_int64(wa: np.ndarray) -> np.ndarray:
+        return (x2.astype(np.int64) - zx) @ wa.astype(np.int64).T
 
-    return _exact_sum(run_float, xs, ws, k, run_int64)
+    return _exact_sum(run_float, _max_shift(x2, zx), ws, k, run_int64)
 
 
 def linear_accumulate(x: np.ndarray, w: np.ndarray, *, x_zero_point: int = 0,
@@ -434,9 +451,7 @@ def linear_accumulate(x: np.ndarray, w: np.ndarray, *, x_zero_point: int = 0,
     offset = _int8_offset(x2, zx) if _INT8_GEMM else None
     if offset is not None and k < _INT8_GEMM_MAX_K and w.min(initial=0) >= -128 and (
             w.max(initial=0) <= 127):
-        cols = (x2.astype(np.int16) - offset).astype(np.int8)
-        acc = _int8_sum(cols, np.ascontiguousarray(w.T).astype(np.int8), offset, zx,
-                        np.broadcast_to(zw, (o,)).astype(np.int64))
+        acc = _linear_int8(x2, w, zx, zw, offset)
         path = "int8_gemm"
     else:
         acc, path = _linear_float(x2, w, zx, zw)
@@ -451,7 +466,7 @@ def linear_accumulate(x: np.ndarray, w: np.ndarray, *, x_zero_point: int = 0,
                                                   w.T.reshape(1, k, o))
         acc += delta
     if b is not None:
-        acc += b
+        acc = _add_bias(acc, b)
     res = _finish(acc, accumulator_bits, accumulator_overflow, saturated, path)
     return Accumulation(values=res.values.reshape(*lead, o), overflow_count=res.overflow_count,
                         saturated_pairs=res.saturated_pairs, path=res.path)

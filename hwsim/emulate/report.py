@@ -52,6 +52,21 @@ class EmulationReport:
         return d
 
 
+def storage_dtype(codes: np.ndarray, qparams: dict) -> np.dtype:
+    """The narrowest dtype holding every code of a tensor's code range (qparams' qmin/qmax,
+    else the codes' own range); float codes keep their dtype."""
+    if codes.dtype.kind == "f":
+        return codes.dtype
+    lo, hi = qparams.get("qmin"), qparams.get("qmax")
+    if lo is None or hi is None:
+        lo, hi = (int(codes.min()), int(codes.max())) if codes.size else (0, 0)
+    for dt in (np.int8, np.uint8, np.int16, np.uint16, np.int32):
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return np.dtype(dt)
+    return np.dtype(np.int64)
+
+
 def sqnr_db(ref: np.ndarray, emu: np.ndarray) -> float:
     r = ref.astype(np.float64).ravel()
     e = emu.astype(np.float64).ravel() - r
@@ -85,7 +100,8 @@ def build_report(emu: Emulator, x: np.ndarray, result: EmulationResult,
         err = np.abs(v.astype(np.float64) - r.astype(np.float64))
         layers.append(LayerError(
             name=step.name, op=step.label, shape=tuple(int(d) for d in r.shape[1:]),
-            dtype=str(result.codes[step.name].dtype), sqnr_db=sqnr_db(r, v),
+            dtype=str(storage_dtype(result.codes[step.name],
+                                    emu.qparams_[step.output].to_dict())), sqnr_db=sqnr_db(r, v),
             cosine=cosine(r, v), max_abs_error=float(np.nanmax(err)) if err.size else 0.0,
             overflow=int(result.overflow.get(step.name, 0)),
             saturated_pairs=int(result.saturated_pairs.get(step.name, 0))))

@@ -21,11 +21,14 @@ from hwsim.graph.ir import (
     Node,
     OpType,
     ReshapeAttrs,
+    infer_output_shape,
+    pool_output_size,
 )
 from hwsim.graph.load import load_model
 
 __all__ = [
     "AvgPoolAttrs", "BatchNormAttrs", "ChannelShuffleAttrs", "ClipAttrs", "ConcatAttrs",
     "Conv2dAttrs", "GlobalAvgPoolAttrs", "Graph", "HardSigmoidAttrs", "LinearAttrs",
-    "MaxPoolAttrs", "NoAttrs", "Node", "OpType", "ReshapeAttrs", "fold_batchnorm", "load_model",
+    "MaxPoolAttrs", "NoAttrs", "Node", "OpType", "ReshapeAttrs", "fold_batchnorm",
+    "infer_output_shape", "load_model", "pool_output_size",
 ]

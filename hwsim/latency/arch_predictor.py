@@ -261,7 +261,8 @@ class _ArchLatencyEstimator(ABC):
                 f"min_fraction_of_median must be in [0, 1), got {self.min_fraction_of_median!r}")
 
     def _training_rows(self, archs: np.ndarray | list, latency_ms: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(keys of all rows, mask of non-degenerate rows, their features, their latencies)."""
         y = np.asarray(latency_ms, dtype=np.float64)
         if y.ndim != 1:
             raise PredictorError(f"latency_ms must be 1-D, got shape {y.shape}")
@@ -281,7 +282,7 @@ class _ArchLatencyEstimator(ABC):
         codes = arch_encoding.arch_codes(self.space, archs)
         keys = arch_encoding.codes_to_keys(codes)
         features = arch_encoding.encode_codes(self.space, codes)
-        return keys[keep], features[keep], y[keep], int((~keep).sum())
+        return keys, keep, features[keep], y[keep]
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "components_"):
@@ -323,7 +324,8 @@ class _ArchLatencyEstimator(ABC):
         devices' latencies covering at least these architectures.
         """
         self._check_params()
-        keys, features, y, n_dropped = self._training_rows(archs, latency_ms)
+        all_keys, keep, features, y = self._training_rows(archs, latency_ms)
+        keys = all_keys[keep]
         log_source = None
         if source is not None:
             if source.space != self.space:
@@ -337,9 +339,9 @@ class _ArchLatencyEstimator(ABC):
         self.components_ = components
         self.weights_ = weights
         self.source_table_ = source
-        self.train_keys_ = tuple(str(k) for k in keys)
+        self.train_keys_ = tuple(str(k) for k in all_keys)  # all N, degenerate rows included
         self.n_train_ = int(y.size)
-        self.n_dropped_degenerate_ = n_dropped
+        self.n_dropped_degenerate_ = int((~keep).sum())
         self.cv_metrics_: LatencyMetrics = latency_metrics(
             y, np.exp(loo_log), self.min_fraction_of_median)
         return self

@@ -181,7 +181,8 @@ def snpe_tf(lo: float, hi: float, bits: int, min_range: float):
     return delta, zero, new_min, hi - lo + new_min
 
 
-def pow2_fp(values: np.ndarray, qmax: int, steps: int, mode: int, divide: bool = True) -> int:
+def pow2_fp(values: np.ndarray, qmin: int, qmax: int, steps: int, mode: int,
+            divide: bool = True) -> int:
     """Vitis fp: fp0 = floor(log2(qmax / amax)) exactly, then the fp in fp0..fp0+steps-1 of least
     exact squared error (first on ties)."""
     vals = [float(v) for v in np.asarray(values, dtype=np.float32).reshape(-1)]
@@ -195,7 +196,6 @@ def pow2_fp(values: np.ndarray, qmax: int, steps: int, mode: int, divide: bool =
     while pow2(fp0 + 1) <= ratio:
         fp0 += 1
     best, best_err = None, None
-    qmin = -qmax - 1
     for fp in range(fp0, fp0 + steps):
         s = float(pow2(-fp))
         err = Fraction(0)

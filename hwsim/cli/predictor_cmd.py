@@ -1,0 +1,229 @@
+"""``hwsim predictor fit|predict|eval``: architecture-level latency predictors from CSV files.
+
+CSV columns follow ``../shared/data/latency/*.csv``: NB201 files have ``arch_str``, FBNet files
+``op0``..``op21``; every other numeric column is a device's latency in ms.
+
+Source latencies at ``predict``/``eval`` time: when the CSV has a column for every source device
+of the model, those columns are used; when it has none of them, they are looked up by
+architecture in the source table stored in the model file (an architecture missing there is an
+error). A CSV with only some of the source columns is rejected as ambiguous.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hwsim.errors import HwsimError, LatencyError, PredictorError
+from hwsim.latency import arch_encoding
+from hwsim.latency.arch_predictor import ESTIMATORS, SourceTable
+from hwsim.latency.metrics import latency_metrics
+from hwsim.latency.predictor_io import load_predictor, save_predictor
+
+_NON_DEVICE_COLUMNS = ("arch_idx",)
+
+
+def _read_csv(path: str) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise LatencyError(f"{path}: file not found") from None
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise LatencyError(f"{path}: cannot read CSV ({err})") from None
+    if frame.empty:
+        raise LatencyError(f"{path}: no data rows")
+    return frame
+
+
+def _archs(frame: pd.DataFrame, space: str, path: str) -> np.ndarray | list:
+    columns = arch_encoding.ARCH_COLUMNS[space]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise LatencyError(
+            f"{path}: missing architecture column(s) {missing[:5]} for space {space!r} "
+            f"(expected {columns[0]}..{columns[-1]})")
+    archs = frame[columns[0]].tolist() if space == "nb201" else frame[list(columns)].to_numpy()
+    try:
+        arch_encoding.arch_codes(space, archs)
+    except LatencyError as err:
+        raise LatencyError(f"{path}: {err}") from None
+    return archs
+
+
+def _latency_column(frame: pd.DataFrame, column: str, path: str) -> np.ndarray:
+    if column not in frame.columns:
+        raise LatencyError(f"{path}: no column {column!r}; columns are {list(frame.columns)}")
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values) | (values <= 0))
+    if bad.size:
+        i = int(bad[0])
+        raise LatencyError(
+            f"{path}: column {column!r} row {i} has {frame[column].iloc[i]!r}; need positive "
+            f"milliseconds ({bad.size} such rows)")
+    return values
+
+
+def _device_columns(frame: pd.DataFrame, space: str, exclude: set[str]) -> list[str]:
+    arch_cols = set(arch_encoding.ARCH_COLUMNS[space])
+    return [c for c in frame.columns
+            if c not in arch_cols and c not in _NON_DEVICE_COLUMNS and c not in exclude]
+
+
+def _source_for(model, frame: pd.DataFrame, path: str) -> np.ndarray | None:
+    """Source-device latencies from the CSV, or None to use the model's stored table."""
+    devices = list(model.source_devices_)
+    present = [d for d in devices if d in frame.columns]
+    if not devices or not present:
+        return None
+    if len(present) != len(devices):
+        absent = [d for d in devices if d not in frame.columns]
+        raise PredictorError(
+            f"{path}: has source-device columns {present} but lacks {absent}; give all of "
+            f"{devices} or none (then the model's stored source table is used)")
+    return np.column_stack([_latency_column(frame, d, path) for d in devices])
+
+
+def _write_csv(frame: pd.DataFrame, path: str) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a model/CSV file is meant to be shared
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            frame.to_csv(fh, index=False, float_format="%.6g")
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    space = args.space
+    train = _read_csv(args.train)
+    archs = _archs(train, space, args.train)
+    y = _latency_column(train, args.target, args.train)
+    source = None
+    if args.source:
+        src = _read_csv(args.source)
+        src_archs = _archs(src, space, args.source)
+        if args.source_devices:
+            devices = [d.strip() for d in args.source_devices.split(",") if d.strip()]
+            if args.target in devices:
+                raise LatencyError(
+                    f"--source-devices includes the target column {args.target!r}: the target's "
+                    "latencies of the whole space would leak into the model")
+        else:
+            devices = _device_columns(src, space, {args.target})
+        if not devices:
+            raise LatencyError(f"{args.source}: no source-device columns besides the target")
+        lat = np.column_stack([_latency_column(src, d, args.source) for d in devices])
+        try:
+            source = SourceTable.from_archs(space, src_archs, lat, devices)
+        except HwsimError as err:
+            raise PredictorError(f"{args.source}: {err}") from None
+    predictor = ESTIMATORS[args.kind](space=space)
+    try:
+        predictor.fit(archs, y, source=source)
+    except HwsimError as err:
+        raise PredictorError(f"fitting on {args.train}: {err}") from None
+    save_predictor(args.out, predictor, target_column=args.target, summary={
+        "train_file": os.path.basename(args.train),
+        "source_file": os.path.basename(args.source) if args.source else None})
+    cv = predictor.cv_metrics_
+    print(f"fitted {args.kind} ({space}) on {predictor.n_train_} architectures of "
+          f"{args.target!r} ({predictor.n_dropped_degenerate_} degenerate rows dropped)")
+    print(f"source devices: {', '.join(predictor.source_devices_) or '(none)'}")
+    print(f"leave-one-out on training rows: spearman {cv.spearman:.4f}, "
+          f"+-10% accuracy {100 * cv.acc10:.1f}%, RMSPE {cv.rmspe_pct:.2f}%")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    model = load_predictor(args.model)
+    frame = _read_csv(args.archs)
+    archs = _archs(frame, model.space, args.archs)
+    source = _source_for(model, frame, args.archs)
+    try:
+        latency = model.predict(archs, source)
+    except HwsimError as err:
+        raise PredictorError(f"{args.archs}: {err}") from None
+    out = frame[list(arch_encoding.ARCH_COLUMNS[model.space])].copy()
+    out["latency_ms"] = latency
+    _write_csv(out, args.out)
+    print(f"predicted {len(out)} architectures -> {args.out}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    model = load_predictor(args.model)
+    frame = _read_csv(args.test)
+    archs = _archs(frame, model.space, args.test)
+    y = _latency_column(frame, args.target, args.test)
+    if args.target in model.source_devices_:
+        raise PredictorError(
+            f"{args.target!r} is one of the model's source devices; evaluate on its target")
+    source = _source_for(model, frame, args.test)
+    keep = np.ones(len(frame), dtype=bool)
+    if not args.include_train:
+        keys = arch_encoding.arch_keys(model.space, archs)
+        keep = ~np.isin(keys, np.asarray(model.train_keys_, dtype=str))
+        print(f"held out: {int((~keep).sum())} training architectures excluded, "
+              f"{int(keep.sum())} evaluated (use --include-train to keep them)")
+        if keep.sum() < 2:
+            raise PredictorError(f"{args.test}: fewer than 2 rows left after excluding the "
+                                 "training architectures")
+    sel = np.flatnonzero(keep)
+    archs_kept = [archs[i] for i in sel] if model.space == "nb201" else archs[sel]
+    try:
+        pred = model.predict(archs_kept, None if source is None else source[sel])
+    except HwsimError as err:
+        raise PredictorError(f"{args.test}: {err}") from None
+    m = latency_metrics(y[sel], pred, model.min_fraction_of_median)
+    print(f"rows used {m.n_used}, degenerate dropped {m.n_dropped} "
+          f"(true latency < {model.min_fraction_of_median:g} x median)")
+    print(f"RMSE {m.rmse_ms:.4f} ms  RMSPE {m.rmspe_pct:.3f}%")
+    print(f"+-5% {100 * m.acc5:.2f}%  +-10% {100 * m.acc10:.2f}%  +-15% {100 * m.acc15:.2f}%")
+    print(f"Spearman rho {m.spearman:.4f}  Kendall tau {m.kendall:.4f}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predictor", help="fit / apply / evaluate architecture-level latency predictors",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = parser.add_subparsers(dest="predictor_command", metavar="ACTION", required=True)
+
+    fit = verbs.add_parser("fit", help="fit a predictor on a target device's measurements")
+    fit.add_argument("--space", required=True, choices=arch_encoding.SPACES,
+                     help="architecture space (kernel-level predictors are not available yet)")
+    fit.add_argument("--train", required=True, help="CSV: architecture columns + target column")
+    fit.add_argument("--target", required=True, help="target device column (latency, ms)")
+    fit.add_argument("--source", help="CSV: architectures x other devices' latencies (ms)")
+    fit.add_argument("--source-devices",
+                     help="comma-separated source columns (default: every column of --source "
+                          "except architecture columns, arch_idx and the target)")
+    fit.add_argument("--kind", choices=sorted(ESTIMATORS), default="few_shot_blend",
+                     help="estimator (default few_shot_blend; source_ridge is the baseline)")
+    fit.add_argument("--out", required=True, help="model file to write (JSON)")
+    fit.set_defaults(func=_cmd_fit)
+
+    pred = verbs.add_parser("predict", help="predict latency_ms for architectures")
+    pred.add_argument("--model", required=True)
+    pred.add_argument("--archs", required=True, help="CSV with architecture columns")
+    pred.add_argument("--out", required=True, help="CSV to write: architecture columns + "
+                                                   "latency_ms")
+    pred.set_defaults(func=_cmd_predict)
+
+    ev = verbs.add_parser("eval", help="print accuracy metrics against measured latencies")
+    ev.add_argument("--model", required=True)
+    ev.add_argument("--test", required=True, help="CSV: architecture columns + target column")
+    ev.add_argument("--target", required=True)
+    ev.add_argument("--include-train", action="store_true",
+                    help="also score the architectures the model was trained on")
+    ev.set_defaults(func=_cmd_eval)

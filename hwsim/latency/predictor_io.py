@@ -1,0 +1,325 @@
+"""Save and load latency predictors as checksummed JSON (no pickle; loading runs no file code).
+
+File layout (``FORMAT_VERSION`` 1)::
+
+    {"format": "hwsim-latency-predictor", "format_version": 1,
+     "sha256": "<hex digest of the canonical payload>",
+     "payload": {
+        "kind": "few_shot_blend" | "source_ridge",
+        "feature_definition": {"space", "encoder_version", "arch_columns", "feature_names"},
+        "hyper_parameters": {...},           # the estimator's __init__ arguments
+        "fitted": {"components": [{"uses_source", "uses_arch", "mean", "scale", "coef",
+                                   "intercept", "alpha", "arch_weight"}, ...],
+                   "weights": [...], "train_keys": [...], "n_train", "n_dropped_degenerate"},
+        "source_table": null | {"devices": [...], "keys": [...], "latency_ms": [[...], ...]},
+        "training_summary": {"n_rows", "n_dropped_degenerate", "target_column",
+                             "source_columns", "created_utc", "versions", ...},
+        "metrics": {"cv_loo": {...}}        # leave-one-out metrics on the training rows
+     }}
+
+The checksum is SHA-256 of ``json.dumps(payload, sort_keys=True, separators=(",", ":"))``; JSON
+floats are written with Python's shortest round-trip repr, so a load re-serialises to the same
+bytes and the fitted numbers come back bit-identical. Fitted models are plain arrays evaluated by
+our numpy code, so files load on any newer numpy/scikit-learn.
+
+New predictor kinds (e.g. kernel-level predictors, space ``kernels``) register a pair of
+functions in ``_CODECS``: estimator -> JSON-able dict and dict -> fitted estimator.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy
+
+from hwsim.errors import PredictorError
+from hwsim.latency import arch_encoding
+from hwsim.latency.arch_predictor import ESTIMATORS, LogLinearModel, SourceTable
+from hwsim.latency.metrics import LatencyMetrics
+
+FORMAT_NAME = "hwsim-latency-predictor"
+FORMAT_VERSION = 1
+
+
+def _digest(payload: dict[str, Any]) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _floats(values: np.ndarray) -> list:
+    return np.asarray(values, dtype=np.float64).tolist()
+
+
+# ----------------------------------------------------------------------------------------------
+# Architecture-level predictors <-> plain dicts
+# ----------------------------------------------------------------------------------------------
+
+
+def _arch_to_state(predictor: Any) -> dict[str, Any]:
+    space = predictor.space
+    params = predictor.get_params()
+    hyper = {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()}
+    table = predictor.source_table_
+    return {
+        "feature_definition": {
+            "space": space,
+            "encoder_version": arch_encoding.ENCODER_VERSIONS[space],
+            "arch_columns": list(arch_encoding.ARCH_COLUMNS[space]),
+            "feature_names": arch_encoding.feature_names(space),
+        },
+        "hyper_parameters": hyper,
+        "fitted": {
+            "components": [{
+                "uses_source": c.uses_source, "uses_arch": c.uses_arch,
+                "mean": _floats(c.mean), "scale": _floats(c.scale), "coef": _floats(c.coef),
+                "intercept": float(c.intercept), "alpha": float(c.alpha),
+                "arch_weight": float(c.arch_weight)} for c in predictor.components_],
+            "weights": [float(w) for w in predictor.weights_],
+            "train_keys": list(predictor.train_keys_),
+            "n_train": predictor.n_train_,
+            "n_dropped_degenerate": predictor.n_dropped_degenerate_,
+        },
+        "source_table": None if table is None else {
+            "devices": list(table.devices), "keys": [str(k) for k in table.keys],
+            "latency_ms": _floats(table.latency_ms)},
+        "metrics": {"cv_loo": predictor.cv_metrics_.as_dict()},
+    }
+
+
+def _field(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise PredictorError(f"predictor file: missing field {where}.{key}")
+    value = obj[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise PredictorError(
+            f"predictor file: field {where}.{key} must be {names}, got {type(value).__name__}")
+    return value
+
+
+def _array(obj: Any, key: str, where: str, ndim: int = 1) -> np.ndarray:
+    raw = _field(obj, key, list, where)
+    try:
+        arr = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise PredictorError(f"predictor file: {where}.{key} is not a numeric array") from None
+    if arr.ndim != ndim or not np.all(np.isfinite(arr)):
+        raise PredictorError(
+            f"predictor file: {where}.{key} must be a finite {ndim}-D array, got shape "
+            f"{arr.shape}")
+    return arr
+
+
+def _arch_from_state(kind: str, payload: dict[str, Any]) -> Any:
+    fdef = _field(payload, "feature_definition", dict, "payload")
+    space = _field(fdef, "space", str, "feature_definition")
+    if space not in arch_encoding.SPACES:
+        raise PredictorError(
+            f"predictor file: space {space!r} is not supported by this hwsim (known: "
+            f"{', '.join(arch_encoding.SPACES)})")
+    version = _field(fdef, "encoder_version", int, "feature_definition")
+    if version != arch_encoding.ENCODER_VERSIONS[space]:
+        raise PredictorError(
+            f"predictor file: {space} encoder version {version} differs from this hwsim's "
+            f"{arch_encoding.ENCODER_VERSIONS[space]}; refit the predictor")
+    names = _field(fdef, "feature_names", list, "feature_definition")
+    if names != arch_encoding.feature_names(space):
+        raise PredictorError("predictor file: feature_names do not match the encoder; refit")
+    hyper = _field(payload, "hyper_parameters", dict, "payload")
+    cls = ESTIMATORS[kind]
+    expected = set(cls._param_names)
+    if set(hyper) != expected:
+        raise PredictorError(
+            f"predictor file: hyper_parameters {sorted(hyper)} do not match {kind}'s "
+            f"{sorted(expected)}")
+    params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in hyper.items()}
+    if params["space"] != space:
+        raise PredictorError("predictor file: hyper_parameters.space differs from the features")
+    predictor = cls(**params)
+    predictor._check_params()
+
+    fitted = _field(payload, "fitted", dict, "payload")
+    table_state = payload.get("source_table")
+    table = None
+    if table_state is not None:
+        where = "source_table"
+        devices = tuple(_field(table_state, "devices", list, where))
+        keys = np.asarray(_field(table_state, "keys", list, where), dtype=str)
+        lat = _array(table_state, "latency_ms", where, ndim=2)
+        table = SourceTable(space, devices, keys, lat)
+    n_src = 0 if table is None else len(table.devices)
+    n_feat = len(names)
+    components = []
+    for i, c in enumerate(_field(fitted, "components", list, "fitted")):
+        where = f"fitted.components[{i}]"
+        uses_source = _field(c, "uses_source", bool, where)
+        uses_arch = _field(c, "uses_arch", bool, where)
+        mean, scale, coef = (_array(c, k, where) for k in ("mean", "scale", "coef"))
+        width = (n_src if uses_source else 0) + (n_feat if uses_arch else 0)
+        if uses_source and table is None:
+            raise PredictorError(f"predictor file: {where} uses source devices but the file "
+                                 "has no source_table")
+        if not (mean.size == scale.size == coef.size == width) or np.any(scale <= 0):
+            raise PredictorError(
+                f"predictor file: {where} arrays must have {width} entries (positive scale), "
+                f"got mean {mean.size}, scale {scale.size}, coef {coef.size}")
+        components.append(LogLinearModel(
+            uses_source, uses_arch, mean, scale, coef,
+            _field(c, "intercept", float, where), _field(c, "alpha", float, where),
+            _field(c, "arch_weight", float, where)))
+    weights = [float(w) for w in _array(fitted, "weights", "fitted")]
+    if not components or len(weights) != len(components):
+        raise PredictorError(
+            f"predictor file: {len(components)} components but {len(weights)} weights")
+    metrics = _field(_field(payload, "metrics", dict, "payload"), "cv_loo", dict, "metrics")
+    try:
+        cv = LatencyMetrics(**metrics)
+    except TypeError as err:
+        raise PredictorError(f"predictor file: metrics.cv_loo malformed ({err})") from None
+    predictor.components_ = components
+    predictor.weights_ = weights
+    predictor.source_table_ = table
+    predictor.train_keys_ = tuple(str(k) for k in _field(fitted, "train_keys", list, "fitted"))
+    predictor.n_train_ = _field(fitted, "n_train", int, "fitted")
+    predictor.n_dropped_degenerate_ = _field(fitted, "n_dropped_degenerate", int, "fitted")
+    predictor.cv_metrics_ = cv
+    return predictor
+
+
+_CODECS: dict[str, tuple[Callable[[Any], dict[str, Any]], Callable[[str, dict], Any]]] = {
+    kind: (_arch_to_state, _arch_from_state) for kind in ESTIMATORS
+}
+
+
+def _kind_of(predictor: Any) -> str:
+    for kind, cls in ESTIMATORS.items():
+        if type(predictor) is cls:
+            return kind
+    raise PredictorError(f"cannot save a {type(predictor).__name__}: no file format for it")
+
+
+# ----------------------------------------------------------------------------------------------
+# Public entry points
+# ----------------------------------------------------------------------------------------------
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    try:
+        hwsim_version = metadata.version("hwsim")
+    except metadata.PackageNotFoundError:
+        hwsim_version = "unknown"
+    return {"hwsim": hwsim_version, "numpy": np.__version__, "scipy": scipy.__version__,
+            "python": platform.python_version()}
+
+
+def save_predictor(path: str | os.PathLike, predictor: Any, *, target_column: str,
+                   summary: dict[str, Any] | None = None) -> Path:
+    """Write a fitted predictor to ``path`` atomically (temporary file + ``os.replace``).
+
+    ``summary``: extra JSON-able facts about the training data (file names, ...) merged into
+    ``training_summary``.
+    """
+    if not hasattr(predictor, "components_"):
+        raise PredictorError("cannot save an unfitted predictor; call fit() first")
+    kind = _kind_of(predictor)
+    state = _CODECS[kind][0](predictor)
+    table = predictor.source_table_
+    training_summary = {
+        "n_rows": predictor.n_train_ + predictor.n_dropped_degenerate_,
+        "n_used": predictor.n_train_,
+        "n_dropped_degenerate": predictor.n_dropped_degenerate_,
+        "target_column": str(target_column),
+        "source_columns": [] if table is None else list(table.devices),
+        "n_source_architectures": 0 if table is None else int(len(table.keys)),
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+    }
+    training_summary.update(summary or {})
+    payload = {"kind": kind, **state, "training_summary": training_summary}
+    try:
+        document = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+                    "sha256": _digest(payload), "payload": payload}
+        text = json.dumps(document, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise PredictorError(f"predictor cannot be written as JSON: {err}") from None
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a model/CSV file is meant to be shared
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def read_predictor_document(path: str | os.PathLike) -> dict[str, Any]:
+    """Parse and verify a predictor file; returns the payload dict (checksum verified)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PredictorError(f"predictor file {p} does not exist") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise PredictorError(f"cannot read predictor file {p}: {err}") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PredictorError(
+            f"predictor file {p} is not valid JSON (truncated or corrupted?): {err}") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
+        raise PredictorError(f"{p} is not an hwsim latency predictor file (format field)")
+    version = document.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise PredictorError(f"predictor file {p}: format_version missing or not an integer")
+    if version > FORMAT_VERSION:
+        raise PredictorError(
+            f"predictor file {p} has format_version {version}; this hwsim reads up to "
+            f"{FORMAT_VERSION}; upgrade hwsim")
+    if version < 1:
+        raise PredictorError(f"predictor file {p}: invalid format_version {version}")
+    payload = document.get("payload")
+    checksum = document.get("sha256")
+    if not isinstance(payload, dict) or not isinstance(checksum, str):
+        raise PredictorError(f"predictor file {p}: payload or sha256 missing")
+    try:
+        actual = _digest(payload)
+    except ValueError as err:
+        raise PredictorError(f"predictor file {p}: payload not canonical JSON ({err})") from None
+    if actual != checksum:
+        raise PredictorError(
+            f"predictor file {p} failed its SHA-256 check (stored {checksum[:16]}..., computed "
+            f"{actual[:16]}...): it was modified or corrupted after saving; refit or restore it")
+    return payload
+
+
+def load_predictor(path: str | os.PathLike) -> Any:
+    """Load a predictor saved by :func:`save_predictor`; raises PredictorError on any defect."""
+    payload = read_predictor_document(path)
+    kind = payload.get("kind")
+    if kind not in _CODECS:
+        raise PredictorError(
+            f"predictor file {path}: unknown predictor kind {kind!r} (known: "
+            f"{', '.join(sorted(_CODECS))})")
+    try:
+        return _CODECS[kind][1](kind, payload)
+    except PredictorError as err:
+        raise PredictorError(f"{path}: {err}") from None

@@ -1,0 +1,185 @@
+"""Leave-one-device-out benchmark of the few-shot architecture latency predictors (issue 5).
+
+For each space (NB201, FBNet) and each device column of ``../shared/data/latency/<space>.csv``:
+that device is the new ("target") one, the other columns are the source devices. N target
+architectures (N = 10, 50, 100, 900; ``--seeds`` random draws each, uniform over the whole space,
+degenerate rows included -- the predictors drop them as documented) train the predictor; every
+other architecture of the space is the test set (HELP protocol: the source devices' latencies of
+all architectures are the hardware side; the test architectures' target latencies are never
+used). Metrics after the degenerate-row rule of ``hwsim.latency.metrics``.
+
+Variants:
+- ``all``: every other device is a source.
+- ``strict``: source devices of the target's family are dropped as well. Family rule: the column
+  name up to its first ``_`` (``1080ti``, ``titanx``, ``samsung``, ``silver``, ``gold``,
+  ``pixel3``, ``essential``), i.e. the same GPU model at other batch sizes, the same phone maker,
+  the same Xeon line.
+
+Methods side by side: ``ridge`` = :class:`SourceRidgePredictor` (the issue's baseline) and
+``fewshot`` = :class:`FewShotLatencyPredictor`. Also printed: the measurement-noise context for
+NB201 (agreement of isomorphic architecture twins, which compute the same ops) and the time of
+``predict`` on all 15,625 NB201 architectures.
+
+Usage: python tools/bench_arch_predictor.py [--seeds 3] [--out bench_arch_predictor.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hwsim.latency import arch_encoding
+from hwsim.latency.arch_predictor import FewShotLatencyPredictor, SourceRidgePredictor, SourceTable
+from hwsim.latency.metrics import latency_metrics
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "latency"
+NS = (10, 50, 100, 900)
+METHODS = {"ridge": SourceRidgePredictor, "fewshot": FewShotLatencyPredictor}
+
+
+def family(column: str) -> str:
+    return column.split("_")[0]
+
+
+def load_space(data: Path, space: str) -> tuple[np.ndarray | list, pd.DataFrame]:
+    frame = pd.read_csv(data / f"{space}.csv")
+    arch_cols = list(arch_encoding.ARCH_COLUMNS[space])
+    archs = frame["arch_str"].tolist() if space == "nb201" else frame[arch_cols].to_numpy()
+    devices = [c for c in frame.columns if c not in arch_cols and c != "arch_idx"]
+    return archs, frame[devices]
+
+
+def subset(archs, idx: np.ndarray):
+    return [archs[i] for i in idx] if isinstance(archs, list) else archs[idx]
+
+
+def run_space(space: str, archs, lat: pd.DataFrame, seeds: int) -> list[dict]:
+    rows = []
+    n = len(lat)
+    for variant in ("all", "strict"):
+        for target in lat.columns:
+            sources = [c for c in lat.columns if c != target
+                       and (variant == "all" or family(c) != family(target))]
+            table = SourceTable.from_archs(space, archs, lat[sources].to_numpy(), sources)
+            y = lat[target].to_numpy(dtype=np.float64)
+            for n_train in NS:
+                for seed in range(seeds):
+                    rng = np.random.default_rng([seed, n_train])
+                    train = rng.choice(n, size=n_train, replace=False)
+                    test = np.setdiff1d(np.arange(n), train)
+                    for method, cls in METHODS.items():
+                        model = cls(space=space).fit(subset(archs, train), y[train], source=table)
+                        pred = model.predict(subset(archs, test))
+                        m = latency_metrics(y[test], pred)
+                        rows.append({"space": space, "variant": variant, "target": target,
+                                     "n_sources": len(sources), "N": n_train, "seed": seed,
+                                     "method": method, "spearman": m.spearman, "acc10": m.acc10,
+                                     "rmspe_pct": m.rmspe_pct, "n_test": m.n_used,
+                                     "n_test_dropped": m.n_dropped})
+    return rows
+
+
+def summarise(results: pd.DataFrame) -> pd.DataFrame:
+    per_device = results.groupby(["space", "variant", "N", "method", "target"])[
+        ["spearman", "acc10"]].mean()
+    grouped = per_device.groupby(["space", "variant", "N", "method"])
+    table = pd.concat({"rho_mean": grouped["spearman"].mean(),
+                       "rho_worst": grouped["spearman"].min(),
+                       "acc10_mean": grouped["acc10"].mean(),
+                       "acc10_worst": grouped["acc10"].min()}, axis=1)
+    return table.unstack("method").swaplevel(0, 1, axis=1).sort_index(axis=1)
+
+
+def nb201_twin_agreement(archs: list, lat: pd.DataFrame) -> pd.Series:
+    """Share of isomorphic NB201 twins measured within 10% of each other, per device.
+
+    With edge 1->2 = none, swapping nodes 1 and 2 (edges 0->1 <-> 0->2, 1->3 <-> 2->3) gives a
+    cell computing the same ops; the two measurements differ only by measurement noise.
+    """
+    codes = arch_encoding.nb201_codes(archs)
+    index = {tuple(c): i for i, c in enumerate(codes.tolist())}
+    pairs = []
+    for i, c in enumerate(codes.tolist()):
+        if c[2] == 0:
+            twin = (c[1], c[0], 0, c[3], c[5], c[4])
+            j = index.get(twin)
+            if j is not None and j > i:
+                pairs.append((i, j))
+    pairs_arr = np.array(pairs)
+    out = {}
+    for col in lat.columns:
+        v = lat[col].to_numpy(dtype=np.float64)
+        a, b = v[pairs_arr[:, 0]], v[pairs_arr[:, 1]]
+        floor = 0.05 * np.median(v)
+        ok = (a >= floor) & (b >= floor)
+        out[col] = float(np.mean(np.abs(a[ok] / b[ok] - 1.0) <= 0.10))
+    series = pd.Series(out, name=f"twin_within_10pct (n_pairs={len(pairs)})")
+    return series
+
+
+def time_predict(archs: list, lat: pd.DataFrame, repeats: int = 5) -> dict[str, float]:
+    target = lat.columns[0]
+    sources = list(lat.columns[1:])
+    table = SourceTable.from_archs("nb201", archs, lat[sources].to_numpy(), sources)
+    rng = np.random.default_rng(0)
+    train = rng.choice(len(archs), size=100, replace=False)
+    model = FewShotLatencyPredictor(space="nb201").fit(
+        subset(archs, train), lat[target].to_numpy()[train], source=table)
+    src_cols = lat[sources].to_numpy()
+    times = {}
+    for name, kwargs in (("stored_table", {}), ("source_columns", {"source_latency_ms": src_cols})):
+        samples = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model.predict(archs, **kwargs)
+            samples.append(time.perf_counter() - t0)
+        times[name] = float(np.median(samples))
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--spaces", default="nb201,fbnet")
+    parser.add_argument("--out", type=Path, default=Path("bench_arch_predictor.csv"))
+    args = parser.parse_args(argv)
+    if not (args.data / "nb201.csv").exists():
+        print(f"no data at {args.data}", file=sys.stderr)
+        return 2
+    pd.set_option("display.width", 200)
+    t0 = time.perf_counter()
+    rows = []
+    for space in args.spaces.split(","):
+        archs, lat = load_space(args.data, space)
+        rows += run_space(space, archs, lat, args.seeds)
+    results = pd.DataFrame(rows)
+    results.to_csv(args.out, index=False)
+    print(f"leave-one-device-out, {args.seeds} draws per N; per-device mean over draws, then "
+          "mean / worst over target devices")
+    print(summarise(results).round(3).to_string())
+    per_dev = results[results.variant == "all"].groupby(
+        ["space", "target", "N", "method"])[["spearman", "acc10"]].mean().unstack(
+        ["method"]).round(3)
+    print("\nper target device (variant all):")
+    print(per_dev.to_string())
+    if "nb201" in args.spaces:
+        archs, lat = load_space(args.data, "nb201")
+        print("\nNB201 measurement-noise context (isomorphic twins within 10%):")
+        print(nb201_twin_agreement(archs, lat).round(3).to_string())
+        times = time_predict(archs, lat)
+        print(f"\npredict on all {len(archs)} NB201 architectures (median of 5): "
+              f"stored source table {times['stored_table'] * 1e3:.1f} ms, "
+              f"source columns given {times['source_columns'] * 1e3:.1f} ms")
+    print(f"\nwrote {args.out} ({len(results)} rows) in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
