@@ -16,6 +16,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from hwsim.emulate import integer_ops
 from hwsim.emulate.integer_ops import conv2d_accumulate, linear_accumulate
 from hwsim.emulate.onnx_export import OnnxQuantGraph
 from hwsim.emulate.requant import make_requantizer
@@ -110,7 +111,11 @@ def bench_layer(spec, repeats: int, rng: np.random.Generator) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--float-paths-only", action="store_true",
+                    help="disable the int8 GEMM path (what CPUs without VNNI run)")
     args = ap.parse_args()
+    if args.float_paths_only:
+        integer_ops._INT8_GEMM = False
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, 1 thread, best of "

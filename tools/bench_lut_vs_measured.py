@@ -58,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="2 random networks (a smoke test)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--table", default="lut/bench-host-ort-kernels.csv",
+    ap.add_argument("--table", default="lut/bench/host-ort-kernels.csv",
                     help="kernel table to build/resume")
-    ap.add_argument("--block-table", default="lut/bench-host-ort-blocks.csv",
+    ap.add_argument("--block-table", default="lut/bench/host-ort-blocks.csv",
                     help="block table to build/resume")
     ap.add_argument("--rules", help="fusion rules YAML (default: shipped host-ort rules)")
     ap.add_argument("--rel-tol", type=float, default=0.02)
@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                         "e2e_samples": int(timing.samples.size),
                         "e2e_converged": timing.converged})
         name = s if len(s) < 24 else s[:21] + "..."
-        print(f"{name:24s} measured {measured:8.3f} ms  fused {fused:8.3f} ({fused / measured:5.3f})"
-              f"  naive {unfused:8.3f} ({unfused / measured:5.3f})"
+        print(f"{name:24s} measured {measured:8.3f} ms  fused {fused:8.3f} "
+              f"({fused / measured:5.3f})  naive {unfused:8.3f} ({unfused / measured:5.3f})"
               + (f"  block {block:8.3f} ({block / measured:5.3f})" if block else ""))
 
     true = [r["measured_ms"] for r in results]

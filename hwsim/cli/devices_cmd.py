@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from hwsim.devices.registry import load_device_spec
 from hwsim.cli.text_table import format_table
+from hwsim.devices.registry import load_device_spec
 from hwsim.devices.summary import device_detail, device_rows
 
 

@@ -188,8 +188,9 @@ class Emulator:
                                          "is not supported (needs uniform or fixed point)")
         for node in self.graph.nodes:
             if node.op not in _SUPPORTED:
+                supported = sorted(o.value for o in _SUPPORTED)
                 raise UnsupportedOpError(f"{self._where(node)}: op not supported by the "
-                                         f"emulator; supported: {sorted(o.value for o in _SUPPORTED)}")
+                                         f"emulator; supported: {supported}")
 
     def _weight_quantizer(self, node: Node):
         num = self.numerics.weight
@@ -325,8 +326,11 @@ class Emulator:
         if not parts:
             raise EmulationError("no input rows to emulate")
         first = parts[0]
-        cat = (lambda key: {k: np.concatenate([getattr(p, key)[k] for p in parts])
-                            for k in getattr(first, key)})
+
+        def cat(key: str) -> dict[str, np.ndarray]:
+            return {k: np.concatenate([getattr(p, key)[k] for p in parts])
+                    for k in getattr(first, key)}
+
         return EmulationResult(
             output=np.concatenate([p.output for p in parts]), codes=cat("codes"),
             values=cat("values"),

@@ -339,10 +339,9 @@ def _append(model: Any, cls: str) -> Any:
     """Append an activation node of class ``cls`` to a one-output ONNX model."""
     from hwsim.latency.onnx_builder import OnnxNetBuilder
 
-    b = OnnxNetBuilder()
+    b = OnnxNetBuilder(first_index=20_000)
     b.nodes, b.inits, b.inputs = list(model.graph.node), list(model.graph.initializer), list(
         model.graph.input)
-    b._n = 20_000
     out = model.graph.output[0].name
     b.shapes[out] = tuple(d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim
                           )[1:]

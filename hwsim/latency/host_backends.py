@@ -112,7 +112,7 @@ class OrtBackend:
         sess.run_with_iobinding(binding)  # allocates the outputs once
         outs = binding.get_outputs()
         binding.clear_binding_outputs()
-        for meta, ov in zip(sess.get_outputs(), outs):
+        for meta, ov in zip(sess.get_outputs(), outs, strict=True):
             keep.append(ov)
             binding.bind_ortvalue_output(meta.name, ov)
         run_with = sess.run_with_iobinding

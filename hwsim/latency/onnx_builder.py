@@ -21,13 +21,13 @@ ACTIVATIONS = ("relu", "relu6", "hswish", "hsigmoid", "sigmoid", "swish")
 class OnnxNetBuilder:
     """Appends ONNX nodes and tracks tensor shapes (C, H, W) or (C,) per tensor name."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, first_index: int = 0) -> None:
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self.inputs: list[onnx.ValueInfoProto] = []
         self.shapes: dict[str, tuple[int, ...]] = {}
         self._rng = np.random.default_rng(seed)
-        self._n = 0
+        self._n = first_index  # node/tensor names are <prefix>_<index>; index starts here
 
     def _name(self, prefix: str) -> str:
         self._n += 1
@@ -163,7 +163,7 @@ def _hwc(shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 def _pool_pad(key: OpKey) -> int:
-    (h, w, _), (ho, _, _) = key.input, key.output
+    (h, _, _), (ho, _, _) = key.input, key.output
     k, s = key.kernel or 1, key.stride or 1
     for pad in (k // 2, 0):
         if (h + 2 * pad - k) // s + 1 == ho:
@@ -244,11 +244,11 @@ def chain_model(first: OpKey, second_op: str, seed: int = 0) -> onnx.ModelProto:
     """``first`` (without fused extras) followed by ``second_op`` (an activation, ``bn`` or
     ``add`` with a second graph input): the A+B case of fusion detection."""
     model_a = op_model(first, seed)
-    b = OnnxNetBuilder(seed)
+    # appended names start at 10000 so they cannot collide with those of model A
+    b = OnnxNetBuilder(seed, first_index=10_000)
     b.nodes = list(model_a.graph.node)
     b.inits = list(model_a.graph.initializer)
     b.inputs = list(model_a.graph.input)
-    b._n = 10_000  # names of the appended nodes must not collide with those of model A
     out = model_a.graph.output[0].name
     dims = [d.dim_value for d in model_a.graph.output[0].type.tensor_type.shape.dim][1:]
     b.shapes[out] = tuple(dims)

@@ -203,7 +203,8 @@ def _parse_mit(text: str, fmt: str) -> OpKey:
         raise OpKeyError(f"{fmt} key {text!r}: expanded_conv needs fields "
                         f"{'-'.join(f + ':N' for f in block_fields)} in this order, got "
                         f"{'-'.join(got) or 'none'}")
-    v = {name: _parse_int(p.partition(":")[2], name, text) for name, p in zip(got, extra)}
+    v = {name: _parse_int(p.partition(":")[2], name, text)
+         for name, p in zip(got, extra, strict=True)}
     for flag in ("idskip", "se", "hs"):
         if flag in v and v[flag] not in (0, 1):
             raise OpKeyError(f"{fmt} key {text!r}: {flag} must be 0 or 1, got {v[flag]}")
@@ -264,10 +265,11 @@ def _parse_fbnet(text: str) -> OpKey:
     pattern = _FBNET.get(kind)
     m = pattern.match(text) if pattern else None
     if m is None:
-        raise OpKeyError(f"fbnet key {text!r}: expected one of ConvBlock_H{{}}_W{{}}_Cin{{}}_"
-                        f"Cout{{}}_exp{{}}_kernel{{}}_stride{{}}_group{{}}, Skip_H{{}}_W{{}}_Cin{{}}"
-                        f"_Cout{{}}_stride{{}}, ConvNorm_..._kernel{{}}_stride{{}}_group{{}}, AvgP_"
-                        f"..._kernel{{}}_stride{{}}, FC_Cin{{}}_Cout{{}}")
+        raise OpKeyError(
+            f"fbnet key {text!r}: expected one of "
+            "ConvBlock_H{}_W{}_Cin{}_Cout{}_exp{}_kernel{}_stride{}_group{}, "
+            "Skip_H{}_W{}_Cin{}_Cout{}_stride{}, ConvNorm_..._kernel{}_stride{}_group{}, "
+            "AvgP_..._kernel{}_stride{}, FC_Cin{}_Cout{}")
     v = [int(g) for g in m.groups()]
     if kind == "FC":
         return OpKey("FC", (v[0],), (v[1],))

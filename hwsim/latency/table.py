@@ -7,8 +7,9 @@ CSV columns (header required, any order; unknown columns are rejected):
   present they must agree with ``key``).
 - ``latency_ms`` (required): median latency in milliseconds (published tables: their mean).
 - spread: ``p10_ms``, ``p90_ms`` (10th/90th percentile), ``std_ms``, ``ci_rel`` (relative
-  half-width of the 95 % confidence interval of the median), ``overhead_ms`` (cost of an empty
-  model of the backend, already subtracted from ``latency_ms``).
+  half-width of the 95 % confidence interval of the median of the raw per-run times),
+  ``overhead_ms`` (cost of an empty model of the backend, already subtracted from
+  ``latency_ms``).
 - provenance: ``samples``, ``source`` (measured | modeled | imported, required), ``device``
   (required), ``backend``, ``threads``, ``versions``, ``date`` (ISO 8601), ``note`` (modeled:
   formula and spec numbers; imported: origin).

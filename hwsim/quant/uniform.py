@@ -406,10 +406,10 @@ class UniformQuantizer(Quantizer):
         return qp.scale.size, int(np.prod(shape[axis + 1:], dtype=np.int64))
 
     def _run(self, x32: np.ndarray, qp: UniformQParams, n_channels: int, inner: int,
-             fake: bool) -> np.ndarray:
+             fake: bool, out: np.ndarray | None = None) -> np.ndarray:
         return quantize_flat(x32, qp.scale, qp.zero_point, n_channels, inner, qp.qmin, qp.qmax,
                              self._mode, self._divide, self._zp_before, qp.clip_min,
-                             qp.clip_max, self._seed, fake=fake)
+                             qp.clip_max, self._seed, fake=fake, out=out)
 
     @staticmethod
     def _as_input(x: np.ndarray) -> np.ndarray:
@@ -440,11 +440,23 @@ class UniformQuantizer(Quantizer):
         n_ch, inner = self._layout(codes.shape, qp)
         return dequantize_flat(codes, qp.scale, qp.zero_point, n_ch, inner).reshape(codes.shape)
 
-    def fake_quant(self, x: np.ndarray, qp: UniformQParams) -> np.ndarray:
-        """``dequantize(quantize(x, qp), qp)`` in one fused pass (float32, same shape)."""
+    def fake_quant(self, x: np.ndarray, qp: UniformQParams,
+                   out: np.ndarray | None = None) -> np.ndarray:
+        """``dequantize(quantize(x, qp), qp)`` in one fused pass (float32, same shape).
+
+        ``out``: optional preallocated C-contiguous float32 array of x's shape to write into
+        (saves the allocation and page faults of a fresh result; returned)."""
         qp = self._check_qparams(qp)
         x32 = self._as_input(x)
         n_ch, inner = self._layout(x32.shape, qp)
+        if out is not None:
+            if (not isinstance(out, np.ndarray) or out.dtype != np.float32
+                    or out.shape != x32.shape or not out.flags.c_contiguous):
+                raise QuantError(f"out must be a C-contiguous float32 array of shape "
+                                 f"{x32.shape}, got {getattr(out, 'dtype', type(out))} "
+                                 f"{getattr(out, 'shape', '')}")
+            self._run(x32, qp, n_ch, inner, fake=True, out=out.reshape(-1))
+            return out
         return self._run(x32, qp, n_ch, inner, fake=True).reshape(x32.shape)
 
 

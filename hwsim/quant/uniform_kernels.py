@@ -185,11 +185,12 @@ def reciprocal_scale(scale: np.ndarray) -> np.ndarray:
 def quantize_flat(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, n_channels: int,
                   inner: int, qmin: int, qmax: int, mode: int, divide: bool, zp_before: bool,
                   clip_min: float | None, clip_max: float | None, seed: int,
-                  fake: bool = False) -> np.ndarray:
+                  fake: bool = False, out: np.ndarray | None = None) -> np.ndarray:
     """Codes (int64) of the flat float32 array ``x``, or float32 fake-quant values if ``fake``.
 
     ``scale`` float32 and ``zero_point`` int64 have ``n_channels`` entries; ``clip_min``/
     ``clip_max`` are rounded to float32 (RNE) before clamping; ``mode`` is a rounding mode code.
+    ``out``: optional preallocated flat C-contiguous result (int64, or float32 if ``fake``).
     Callers validate shapes and parameters (``hwsim.quant.uniform`` does).
     """
     x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
@@ -205,7 +206,12 @@ def quantize_flat(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, n_ch
     if (mode, bool(divide), bool(fake)) not in _KERNELS:
         raise QuantError(f"unknown rounding mode code {mode}; allowed: "
                          f"{[RNE, RHAZ, RHU, STOCHASTIC]}")
-    out = np.empty(x.size, dtype=np.float32 if fake else np.int64)
+    dtype = np.float32 if fake else np.int64
+    if out is None:
+        out = np.empty(x.size, dtype=dtype)
+    elif out.dtype != dtype or out.size != x.size or out.ndim != 1 or not out.flags.c_contiguous:
+        raise QuantError(f"out must be a flat C-contiguous {np.dtype(dtype)} array of "
+                         f"{x.size} elements, got {out.dtype} shape {out.shape}")
     serial, parallel = _KERNELS[(mode, bool(divide), bool(fake))]
     kernel = parallel if _use_parallel(x.size) else serial
     kernel(x, out, scale, inv, zero_point, np.int64(n_channels), np.int64(max(inner, 1)),
