@@ -62,8 +62,10 @@ def _latency_column(frame: pd.DataFrame, column: str, path: str) -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(values) | (values <= 0))
     if bad.size:
         i = int(bad[0])
+        value = frame[column].iloc[i]
+        value = value.item() if isinstance(value, np.generic) else value
         raise LatencyError(
-            f"{path}: column {column!r} row {i} has {frame[column].iloc[i]!r}; need positive "
+            f"{path}: column {column!r} row {i} has {value!r}; need positive "
             f"milliseconds ({bad.size} such rows)")
     return values
 

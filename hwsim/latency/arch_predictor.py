@@ -77,7 +77,7 @@ class SourceTable:
         if bad.size:
             r, c = (int(v) for v in bad[0])
             raise PredictorError(
-                f"source latency of device {self.devices[c]!r} at row {r} is {lat[r, c]!r}; "
+                f"source latency of device {self.devices[c]!r} at row {r} is {float(lat[r, c])!r}; "
                 f"need finite positive milliseconds ({len(bad)} such cells)")
         keys = np.asarray(self.keys, dtype=str)
         if keys.ndim != 1:
@@ -272,7 +272,7 @@ class _ArchLatencyEstimator(ABC):
         bad = np.flatnonzero(~np.isfinite(y) | (y <= 0))
         if bad.size:
             raise PredictorError(
-                f"training latency at row {int(bad[0])} is {y[bad[0]]!r}; need finite positive "
+                f"training latency at row {int(bad[0])} is {float(y[bad[0]])!r}; need finite positive "
                 f"milliseconds ({bad.size} such rows)")
         keep = y >= self.min_fraction_of_median * float(np.median(y))
         if keep.sum() < MIN_TRAIN_ROWS:
@@ -307,7 +307,7 @@ class _ArchLatencyEstimator(ABC):
             if bad.size:
                 r, c = (int(v) for v in bad[0])
                 raise PredictorError(
-                    f"source latency of device {devices[c]!r} at row {r} is {lat[r, c]!r}; "
+                    f"source latency of device {devices[c]!r} at row {r} is {float(lat[r, c])!r}; "
                     "need finite positive milliseconds")
         return np.log(lat)
 

@@ -36,7 +36,7 @@ def _pair(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarra
         bad = np.flatnonzero(~np.isfinite(arr))
         if bad.size:
             raise LatencyError(
-                f"{name} latency is not finite at row {int(bad[0])} (value {arr[bad[0]]!r}); "
+                f"{name} latency is not finite at row {int(bad[0])} (value {float(arr[bad[0]])!r}); "
                 f"{bad.size} such rows")
     return t, p
 

@@ -19,8 +19,10 @@ spec's ``calibration.method``):
   for every candidate ``i`` from ``quant_bins`` to ``bins`` the reference P is the first ``i``
   bins with the outliers folded into bin ``i - 1``, Q is P merged into ``quant_bins`` groups and
   spread back over the non-empty bins; amax = ``i * bin_width`` for the ``i`` of least KL(P||Q),
-  the last one on ties (NVIDIA pytorch-quantization ``calib/histogram.py`` ``_compute_amax_entropy``
-  without its ``bins[0] = bins[1]`` tweak). Symmetric, per tensor only. Streaming: the bin width
+  the last one on ties (NVIDIA pytorch-quantization ``calib/histogram.py`` ``_compute_amax_entropy``,
+  including its first step ``bins[0] = bins[1]``: the count of the bin holding exact zeros, a
+  spike after ReLU, is replaced by its neighbour's so it does not dominate the divergence;
+  without it the demo CNN's TensorRT int8 top-1 fell from 96% to 66%). Symmetric, per tensor. Streaming: the bin width
   is fixed by the first non-zero batch; later larger values append bins of the same width.
 
 ``percentile`` and ``mse`` (and schemes that search on the data, such as ``pow2_lsq``) keep a
@@ -155,6 +157,8 @@ def kl_amax(counts: np.ndarray, width: float, quant_bins: int) -> float:
         raise QuantError(f"kl calibration needs at least {quant_bins} histogram bins (2^(bits-1) "
                          f"quantization levels), got {n}; raise 'bins'")
     hist = counts.astype(np.float64)
+    if n > 1:
+        hist[0] = hist[1]  # pytorch-quantization: neutralise the spike of exact zeros
     tail = np.concatenate([np.cumsum(hist[::-1])[::-1], [0.0]])  # tail[i] = sum(hist[i:])
     best_i, best_kl = n, np.inf
     for i in range(quant_bins, n + 1):

@@ -210,9 +210,11 @@ def pow2_fp(values: np.ndarray, qmin: int, qmax: int, steps: int, mode: int,
 # --- TensorRT entropy calibration (a literal port of the published loop) ----------------------
 
 def kl_amax_reference(hist: np.ndarray, width: float, quant_bins: int) -> float:
-    """pytorch-quantization ``_compute_amax_entropy`` (stride 1, start_bin = quant_bins), without
-    its ``bins[0] = bins[1]`` tweak, written with plain loops and ``np.digitize``."""
+    """pytorch-quantization ``_compute_amax_entropy`` (stride 1, start_bin = quant_bins),
+    including its ``bins[0] = bins[1]`` step, written with plain loops and ``np.digitize``."""
     bins = [float(h) for h in hist]
+    if len(bins) > 1:
+        bins[0] = bins[1]
     n = len(bins)
     divergences, arguments = [], []
     for i in range(quant_bins, n + 1):

@@ -1,0 +1,137 @@
+"""Few-shot architecture latency predictors: sklearn contract, exact LOO, errors, real-data LODO."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import Ridge
+
+from hwsim.errors import PredictorError
+from hwsim.latency import arch_encoding as ae
+from hwsim.latency.arch_predictor import (
+    FewShotLatencyPredictor,
+    SourceRidgePredictor,
+    SourceTable,
+    _loo_ridge,
+)
+from hwsim.latency.metrics import latency_metrics
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "latency"
+ALL_NB201 = [ae.format_nb201(c) for c in itertools.product(range(5), repeat=6)]
+
+
+def synthetic_space(seed: int = 0, n: int = 600, noise: float = 0.0):
+    """NB201 archs with additive per-op costs on 3 source devices and a target device."""
+    rng = np.random.default_rng(seed)
+    archs = [ALL_NB201[i] for i in rng.choice(len(ALL_NB201), n, replace=False)]
+    codes = ae.nb201_codes(archs)
+    costs = rng.uniform(0.2, 3.0, size=(4, 5))
+    costs[:, 0] = 0.0
+    lat = 2.0 + costs[:, codes].sum(axis=2).T  # (n, 4)
+    lat *= np.exp(noise * rng.standard_normal(lat.shape))
+    table = SourceTable.from_archs("nb201", archs, lat[:, :3], ["dev_a", "dev_b", "dev_c"])
+    return archs, lat[:, 3], table
+
+
+def test_init_stores_only_hyper_parameters_and_fit_returns_self():
+    est = FewShotLatencyPredictor(space="nb201", hardware_weight=0.3)
+    assert est.get_params()["hardware_weight"] == 0.3
+    assert not [k for k in vars(est) if k.endswith("_")]
+    with pytest.raises(PredictorError, match="not fitted yet"):
+        est.predict(ALL_NB201[:2])
+    archs, y, table = synthetic_space()
+    assert est.fit(archs[:50], y[:50], source=table) is est
+    assert est.n_train_ == 50 and len(est.components_) == 2 and est.weights_ == [0.3, 0.7]
+
+
+def test_target_that_is_a_power_law_of_one_source_is_recovered():
+    archs, _, table = synthetic_space()
+    y = 0.5 * table.latency_ms[:, 1] ** 1.3
+    for cls in (SourceRidgePredictor, FewShotLatencyPredictor):
+        model = cls(space="nb201", alphas=(1e-8,)).fit(archs[:40], y[:40], source=table)
+        np.testing.assert_allclose(model.predict(archs[40:]), y[40:], rtol=1e-5)
+
+
+def test_loo_shortcut_equals_brute_force_refits():
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((15, 6))
+    y = z @ rng.standard_normal(6) + 0.3 * rng.standard_normal(15)
+    alpha, coef, mse, loo_pred = _loo_ridge(z, y, (0.5,))
+    brute = np.array([
+        Ridge(alpha=0.5).fit(np.delete(z, i, 0), np.delete(y, i)).predict(z[i:i + 1])[0]
+        for i in range(15)])
+    np.testing.assert_allclose(loo_pred, brute, rtol=1e-9, atol=1e-12)
+    assert mse == pytest.approx(np.mean((y - brute) ** 2))
+    np.testing.assert_allclose(coef, Ridge(alpha=0.5).fit(z, y).coef_, rtol=1e-9)
+
+
+def test_arch_only_model_without_source_learns_additive_costs():
+    archs, y, _ = synthetic_space(noise=0.01)
+    model = FewShotLatencyPredictor(space="nb201").fit(archs[:300], y[:300])
+    assert model.source_devices_ == ()
+    assert latency_metrics(y[300:], model.predict(archs[300:])).acc10 > 0.95
+
+
+def test_degenerate_training_rows_are_dropped_and_counted():
+    archs, y, table = synthetic_space()
+    y = y.copy()
+    y[3] = 1e-3
+    model = SourceRidgePredictor(space="nb201").fit(archs[:30], y[:30], source=table)
+    assert model.n_dropped_degenerate_ == 1 and model.n_train_ == 29
+    assert len(model.train_keys_) == 30
+
+
+def test_missing_source_latency_is_an_error_naming_the_architecture():
+    archs, y, table = synthetic_space()
+    model = FewShotLatencyPredictor(space="nb201").fit(archs[:30], y[:30], source=table)
+    outside = next(a for a in ALL_NB201 if a not in set(archs))
+    key = ae.arch_keys("nb201", [outside])[0]
+    with pytest.raises(PredictorError, match=rf"1 of 2 architectures .* row 1.*'{key}'"):
+        model.predict([archs[0], outside])
+    lat = np.array([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
+    assert model.predict([archs[0], outside], lat).shape == (2,)
+    with pytest.raises(PredictorError, match=r"shape \(2, 3\)"):
+        model.predict([archs[0], outside], lat[:, :2])
+    with pytest.raises(PredictorError, match="needs a source table"):
+        SourceRidgePredictor(space="nb201").fit(archs[:30], y[:30])
+
+
+def test_bad_training_input_and_hyper_parameters_are_rejected():
+    archs, y, table = synthetic_space()
+    with pytest.raises(PredictorError, match="at row 2 is nan"):
+        FewShotLatencyPredictor().fit(archs[:5], np.r_[y[:2], np.nan, y[3:5]], source=table)
+    with pytest.raises(PredictorError, match="5 architectures but 4 latencies"):
+        FewShotLatencyPredictor().fit(archs[:5], y[:4], source=table)
+    with pytest.raises(PredictorError, match="hardware_weight must be in"):
+        FewShotLatencyPredictor(hardware_weight=2).fit(archs[:5], y[:5], source=table)
+    with pytest.raises(PredictorError, match="alphas values must be finite and > 0"):
+        SourceRidgePredictor(alphas=(0.0,)).fit(archs[:5], y[:5], source=table)
+    with pytest.raises(PredictorError, match="appears 2 times"):
+        SourceTable.from_archs("nb201", [archs[0], archs[0]], np.ones((2, 1)), ["d"])
+
+
+@pytest.mark.skipif(not (DATA / "nb201.csv").exists(),
+                    reason=f"measured latency data not found at {DATA}")
+def test_few_shot_beats_ridge_baseline_on_a_lodo_slice_of_nb201():
+    frame = pd.read_csv(DATA / "nb201.csv")
+    archs = frame["arch_str"].tolist()
+    devices = [c for c in frame.columns if c not in ("arch_idx", "arch_str")]
+    scores = {"ridge": [], "fewshot": []}
+    for target in ("pixel3", "silver_4210r", "titanx_1"):
+        sources = [d for d in devices if d != target]
+        table = SourceTable.from_archs("nb201", archs, frame[sources].to_numpy(), sources)
+        y = frame[target].to_numpy()
+        for seed in (0, 1):
+            train = np.random.default_rng([seed, 100]).choice(len(archs), 100, replace=False)
+            test = np.setdiff1d(np.arange(len(archs)), train)
+            for name, cls in (("ridge", SourceRidgePredictor),
+                              ("fewshot", FewShotLatencyPredictor)):
+                model = cls(space="nb201").fit([archs[i] for i in train], y[train], source=table)
+                pred = model.predict([archs[i] for i in test])
+                scores[name].append(latency_metrics(y[test], pred).spearman)
+    assert np.mean(scores["fewshot"]) > np.mean(scores["ridge"]) + 0.005
+    assert min(scores["fewshot"]) > 0.9
