@@ -95,7 +95,7 @@ def test_fbnet_encoding_layout_and_totals():
 def test_fbnet_bad_op_index_names_row_column_value(bad, where):
     codes = np.zeros((3, 22), dtype=float)
     codes[2, 4] = bad
-    with pytest.raises(LatencyError, match=rf"row 2, {where}: FBNet op index"):
+    with pytest.raises(LatencyError, match=rf"row 2, {where}: FBNet op index {float(bad)!r} "):
         ae.encode_fbnet(codes)
 
 

@@ -8,13 +8,13 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from oracles.nonuniform_oracle import round_to_binary
 
 import hwsim
 from hwsim.emulate.emulator import Emulator, plan_steps
 from hwsim.emulate.fp16_accumulate import fp16_gemm
 from hwsim.emulate.job import emulate_job, validate_job
 from hwsim.errors import NotSpecifiedError
-from tests.oracles.nonuniform_oracle import round_to_binary
 
 N_DEMO = 96  # demo inputs per device in the default run
 

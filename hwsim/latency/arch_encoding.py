@@ -278,8 +278,10 @@ def validate_fbnet_codes(codes: np.ndarray) -> np.ndarray:
         as_float >= len(FBNET_OPS))
     if bad.any():
         row, col = (int(v) for v in np.argwhere(bad)[0])
+        value = arr[row, col]
+        value = value.item() if isinstance(value, np.generic) else value
         raise LatencyError(
-            f"row {row}, column {FBNET_COLUMNS[col]}: FBNet op index {arr[row, col]!r} is not an "
+            f"row {row}, column {FBNET_COLUMNS[col]}: FBNet op index {value!r} is not an "
             f"integer in 0..{len(FBNET_OPS) - 1} ({', '.join(op.name for op in FBNET_OPS)})")
     return as_float.astype(np.int64)
 

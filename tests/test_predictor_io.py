@@ -1,0 +1,119 @@
+"""Predictor files: fit -> save -> load in a fresh process gives identical numbers; defects rejected."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hwsim.errors import PredictorError
+from hwsim.latency import arch_encoding as ae
+from hwsim.latency.arch_predictor import FewShotLatencyPredictor, SourceRidgePredictor, SourceTable
+from hwsim.latency.predictor_io import FORMAT_VERSION, _digest, load_predictor, save_predictor
+
+ALL_NB201 = [ae.format_nb201(c) for c in itertools.product(range(5), repeat=6)]
+
+
+def _fitted(cls=FewShotLatencyPredictor, space="nb201"):
+    rng = np.random.default_rng(3)
+    if space == "nb201":
+        archs = [ALL_NB201[i] for i in rng.choice(len(ALL_NB201), 300, replace=False)]
+        codes = ae.nb201_codes(archs)
+        cost = rng.uniform(0.1, 2.0, size=(3, 5))
+    else:
+        archs = rng.integers(0, 9, size=(300, 22))
+        codes = archs
+        cost = rng.uniform(0.1, 2.0, size=(3, 9))
+    lat = (1.0 + cost[:, codes].sum(axis=2).T) * np.exp(0.02 * rng.standard_normal((300, 3)))
+    table = SourceTable.from_archs(space, archs, lat[:, :2], ["dev_a", "dev_b"])
+    model = cls(space=space).fit(archs[:60], lat[:60, 2], source=table)
+    return model, archs
+
+
+@pytest.mark.parametrize("cls, space", [(FewShotLatencyPredictor, "nb201"),
+                                        (SourceRidgePredictor, "nb201"),
+                                        (FewShotLatencyPredictor, "fbnet")])
+def test_fresh_process_load_gives_bit_identical_predictions(tmp_path, cls, space):
+    model, archs = _fitted(cls, space)
+    path = save_predictor(tmp_path / "m.json", model, target_column="dev_t")
+    expected = model.predict(archs)
+    np.save(tmp_path / "archs.npy", np.asarray(archs))
+    script = (
+        "import sys, numpy as np\n"
+        "from hwsim.latency.predictor_io import load_predictor\n"
+        "m = load_predictor(sys.argv[1])\n"
+        "a = np.load(sys.argv[2])\n"
+        "a = a.tolist() if a.dtype.kind == 'U' else a\n"
+        "np.save(sys.argv[3], m.predict(a))\n")
+    subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "archs.npy"),
+                    str(tmp_path / "pred.npy")], check=True, timeout=120)
+    np.testing.assert_array_equal(np.load(tmp_path / "pred.npy"), expected)
+
+
+def test_file_is_plain_json_with_version_features_summary_and_metrics(tmp_path):
+    model, _ = _fitted()
+    path = save_predictor(tmp_path / "m.json", model, target_column="dev_t",
+                          summary={"train_file": "train.csv"})
+    doc = json.loads(path.read_text())
+    assert doc["format_version"] == FORMAT_VERSION
+    payload = doc["payload"]
+    assert payload["kind"] == "few_shot_blend"
+    assert payload["feature_definition"]["space"] == "nb201"
+    assert payload["feature_definition"]["feature_names"] == ae.nb201_feature_names()
+    summary = payload["training_summary"]
+    assert summary["n_rows"] == 60 and summary["target_column"] == "dev_t"
+    assert summary["source_columns"] == ["dev_a", "dev_b"]
+    assert summary["train_file"] == "train.csv" and "numpy" in summary["versions"]
+    assert 0 < payload["metrics"]["cv_loo"]["acc10"] <= 1
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_tampered_coefficient_is_rejected(tmp_path):
+    model, _ = _fitted()
+    path = save_predictor(tmp_path / "m.json", model, target_column="dev_t")
+    doc = json.loads(path.read_text())
+    doc["payload"]["fitted"]["components"][0]["coef"][0] += 1e-9
+    path.write_text(json.dumps(doc))
+    with pytest.raises(PredictorError, match="failed its SHA-256 check"):
+        load_predictor(path)
+
+
+def test_truncated_file_is_rejected(tmp_path):
+    model, _ = _fitted()
+    path = save_predictor(tmp_path / "m.json", model, target_column="dev_t")
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+    with pytest.raises(PredictorError, match="not valid JSON .truncated or corrupted"):
+        load_predictor(path)
+
+
+def test_newer_format_unknown_kind_and_inconsistent_arrays_are_rejected(tmp_path):
+    model, _ = _fitted()
+    path = save_predictor(tmp_path / "m.json", model, target_column="dev_t")
+    doc = json.loads(path.read_text())
+
+    def write(d):
+        d = json.loads(json.dumps(d))
+        d["sha256"] = _digest(d["payload"])  # a consistent checksum: content checks must catch it
+        path.write_text(json.dumps(d))
+
+    newer = dict(doc, format_version=FORMAT_VERSION + 1)
+    path.write_text(json.dumps(newer))
+    with pytest.raises(PredictorError, match="reads up to"):
+        load_predictor(path)
+    bad_kind = json.loads(json.dumps(doc))
+    bad_kind["payload"]["kind"] = "pickled_forest"
+    write(bad_kind)
+    with pytest.raises(PredictorError, match="unknown predictor kind 'pickled_forest'"):
+        load_predictor(path)
+    short = json.loads(json.dumps(doc))
+    short["payload"]["fitted"]["components"][1]["coef"].pop()
+    write(short)
+    with pytest.raises(PredictorError, match=r"components\[1\] arrays must have"):
+        load_predictor(path)
+    with pytest.raises(PredictorError, match="does not exist"):
+        load_predictor(tmp_path / "absent.json")
