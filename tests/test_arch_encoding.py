@@ -12,7 +12,7 @@ NAMES = ae.nb201_feature_names()
 
 
 def _feat(arch: str) -> dict[str, float]:
-    return dict(zip(NAMES, ae.encode_nb201([arch])[0]))
+    return dict(zip(NAMES, ae.encode_nb201([arch])[0], strict=True))
 
 
 def test_nb201_parse_format_round_trip_over_whole_space():
@@ -85,7 +85,7 @@ def test_fbnet_encoding_layout_and_totals():
     names = ae.fbnet_feature_names()
     assert x.shape == (2, len(names)) == (2, 22 * 9 + 22 + 22 + 9 + 2)
     assert x[0, : 22 * 9].reshape(22, 9)[:, 0].sum() == 22
-    col = dict(zip(names, x[1]))
+    col = dict(zip(names, x[1], strict=True))
     assert col["layer3_k5_e6"] == 1 and col["layer3_skip"] == 0 and col["count_skip"] == 21
     per_layer = [col[f"layer{i}_mmacs"] for i in range(22)]
     assert col["total_mmacs"] == pytest.approx(sum(per_layer))

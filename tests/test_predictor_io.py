@@ -1,4 +1,4 @@
-"""Predictor files: fit -> save -> load in a fresh process gives identical numbers; defects rejected."""
+"""Predictor files: save -> load in a fresh process gives identical numbers; defects rejected."""
 
 from __future__ import annotations
 

@@ -210,7 +210,8 @@ def fbnet_layers() -> tuple[FBNetLayer, ...]:
     """The 22 searchable layers of the CIFAR FBNet space (DESIGN.md B7)."""
     layers = []
     c_in, hw = FBNET_STEM_CHANNELS, FBNET_INPUT_HW
-    for n, c_out, s in zip(FBNET_STAGE_LAYERS, FBNET_STAGE_CHANNELS, FBNET_STAGE_STRIDES):
+    for n, c_out, s in zip(FBNET_STAGE_LAYERS, FBNET_STAGE_CHANNELS, FBNET_STAGE_STRIDES,
+                              strict=True):
         for j in range(n):
             stride = s if j == 0 else 1
             layers.append(FBNetLayer(c_in, c_out, stride, hw))

@@ -36,8 +36,8 @@ def _pair(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarra
         bad = np.flatnonzero(~np.isfinite(arr))
         if bad.size:
             raise LatencyError(
-                f"{name} latency is not finite at row {int(bad[0])} (value {float(arr[bad[0]])!r}); "
-                f"{bad.size} such rows")
+                f"{name} latency is not finite at row {int(bad[0])} "
+                f"(value {float(arr[bad[0]])!r}); {bad.size} such rows")
     return t, p
 
 
@@ -70,7 +70,7 @@ def rmspe(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def within_accuracy(y_true: np.ndarray, y_pred: np.ndarray, tolerance: float) -> float:
-    """Share (0..1) of rows with ``|p - t| / t <= tolerance`` (nn-Meter's +-10% accuracy at 0.10)."""
+    """Share (0..1) of rows with ``|p - t| / t <= tolerance`` (nn-Meter's +-10% accuracy: 0.10)."""
     t, p = _pair(y_true, y_pred)
     if np.any(t <= 0):
         raise LatencyError("relative accuracy needs positive true latencies; filter first")
