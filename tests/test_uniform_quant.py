@@ -217,7 +217,7 @@ def _check_against_oracle(rounding, scaling, zp_add, per_channel, bits_list, n_r
         codes = qz.quantize(x, qp)
         want = oracle.quantize(x, scale, zp, qmin, qmax, MODES[rounding],
                                scaling == "divide", zp_add == "before_rounding", axis=axis,
-                               seed=1234)
+                               seed=1234, fused=zp_add == "fused_before_rounding")
         assert codes.dtype == np.int64 and codes.shape == x.shape
         assert np.array_equal(codes, want), (bits, narrow, np.argwhere(codes != want)[:5])
         fq = qz.fake_quant(x, qp)
@@ -232,6 +232,13 @@ def _check_against_oracle(rounding, scaling, zp_add, per_channel, bits_list, n_r
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_codes_and_fake_quant_equal_the_exact_oracle(rounding, scaling, zp_add, per_channel):
     _check_against_oracle(rounding, scaling, zp_add, per_channel, BITS_FAST, 40)
+
+
+@pytest.mark.parametrize("rounding", list(MODES))
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_fused_zero_point_codes_equal_the_exact_oracle(rounding, per_channel):
+    _check_against_oracle(rounding, "reciprocal_multiply", "fused_before_rounding", per_channel,
+                          BITS_FAST, 40)
 
 
 @pytest.mark.slow
@@ -439,7 +446,7 @@ def test_reciprocal_before_rounding_equals_torch_quantize_per_channel(signed):
 @pytest.mark.parametrize("signed", [True, False])
 def test_reciprocal_mode_equals_torch_quantize_per_tensor_with_zero_point_0(signed):
     """With zp = 0 every formula agrees. (With zp != 0 torch's per-tensor fbgemm kernel rounds
-    fma(x, 1/s, zp) once, which no zero_point_add mode of the spec models yet; pinned below.)"""
+    fma(x, 1/s, zp) once: zero_point_add 'fused_before_rounding', tested below.)"""
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(35 + signed)
     qmin, qmax = qmin_qmax(8, signed)
@@ -467,6 +474,23 @@ def test_torch_quantize_per_tensor_rounds_a_fused_multiply_add_once():
     want = [min(max(oracle.round_int(Fraction(oracle.round_to_f32(
         Fraction(float(v)) * Fraction(inv) + zp)), oracle.RNE), -128), 127) for v in x]
     assert got.int_repr().numpy().astype(np.int64).tolist() == want
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_fused_mode_equals_torch_quantize_per_tensor_with_any_zero_point(signed):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(39 + signed)
+    qmin, qmax = qmin_qmax(8, signed)
+    dtype = torch.qint8 if signed else torch.quint8
+    qz = UniformQuantizer(numerics(symmetric=False, signed=signed, scaling="reciprocal_multiply",
+                                   zero_point_add="fused_before_rounding"))
+    for _ in range(6):
+        scale = F32(rng.uniform(1e-3, 2.0))
+        zp = int(rng.integers(qmin, qmax + 1))
+        x = _runtime_values(rng, scale, qmin - zp, qmax - zp, 2000)
+        want = torch.quantize_per_tensor(torch.from_numpy(x), float(scale), zp, dtype)
+        qp = UniformQParams(scale=scale, zero_point=zp, qmin=qmin, qmax=qmax)
+        assert np.array_equal(qz.quantize(x, qp), want.int_repr().numpy().astype(np.int64))
 
 
 def test_fake_quant_equals_torch_fake_quantize_per_channel_affine():

@@ -118,8 +118,9 @@ class UniformNumerics(_NumericsBase):
         error of the quantized tensor (``pow2_search_steps``).
       derived: the scale is given by the layer (bias: s_in * s_w), zero point 0.
     scaling: divide (x / s, ONNX Runtime) or reciprocal_multiply (x * (1 / s), PyTorch fbgemm).
-    zero_point_add: after_rounding (round(x/s) + zp; ORT, torch) or before_rounding
-      (round(x/s + zp); SNPE/AIMET).
+    zero_point_add: after_rounding (round(x/s) + zp; ORT, torch fake_quantize), before_rounding
+      (round(fl32(x/s) + zp); SNPE/AIMET, torch quantize_per_channel) or fused_before_rounding
+      (round(fl32(x * (1/s) + zp)) rounded once; torch quantize_per_tensor's fused multiply-add).
     matmul_granularity: granularity of fully-connected / MatMul weights when it differs from
       ``granularity`` (Ascend AMCT: per-channel conv weights, per-tensor MatMul weights).
     narrow_range: signed codes only, [-(2^(b-1)-1), 2^(b-1)-1].
@@ -134,7 +135,8 @@ class UniformNumerics(_NumericsBase):
     scale_type: Literal["float", "power_of_two"] = "float"
     scale_rule: Literal["standard", "snpe_tf", "pow2_lsq", "derived"] = "standard"
     scaling: Literal["divide", "reciprocal_multiply"] = "divide"
-    zero_point_add: Literal["after_rounding", "before_rounding"] = "after_rounding"
+    zero_point_add: Literal["after_rounding", "before_rounding",
+                            "fused_before_rounding"] = "after_rounding"
     zero_point_rounding: Rounding = Rounding.RNE
     min_range: float | None = Field(default=None, gt=0.0)
     pow2_search_steps: int | None = Field(default=None, ge=1, le=16)
@@ -159,8 +161,13 @@ class UniformNumerics(_NumericsBase):
             raise ValueError("granularity 'per_channel' needs 'axis' (e.g. 0 for conv weights)")
         if self.granularity is Granularity.PER_TENSOR and self.axis is not None:
             raise ValueError("'axis' is only allowed with granularity 'per_channel'")
-        if self.symmetric and self.zero_point_add == "before_rounding":
-            raise ValueError("'zero_point_add: before_rounding' needs an asymmetric scheme")
+        if self.symmetric and self.zero_point_add != "after_rounding":
+            raise ValueError(f"'zero_point_add: {self.zero_point_add}' needs an asymmetric "
+                             "scheme")
+        if self.zero_point_add == "fused_before_rounding" and self.scaling != "reciprocal_multiply":
+            raise ValueError("'zero_point_add: fused_before_rounding' (one rounding of "
+                             "x * (1/s) + zp, a fused multiply-add) needs scaling "
+                             "'reciprocal_multiply'")
         if self.scale_type == "power_of_two" and self.scale_rule not in ("pow2_lsq", "derived"):
             raise ValueError("scale_type 'power_of_two' needs scale_rule 'pow2_lsq' or 'derived'")
         if self.scale_rule == "pow2_lsq":

@@ -420,7 +420,8 @@ class Emulator:
             res.saturated_pairs[step.name] = acc.saturated_pairs
             lo, hi = self._act_range(step, yq)
             rq = make_requantizer(arith.requant, sx, wq.scale, sy, zy, lo, hi,
-                                  arith.shift_rounding.value if arith.shift_rounding else None)
+                                  arith.shift_rounding.value if arith.shift_rounding else None,
+                                  accumulator_bits=arith.accumulator_bits)
             y = rq(acc.values, channel_axis=axis).astype(np.int64)
             return y, self._dequant(step.output, y)
         if op is OpType.ADD:

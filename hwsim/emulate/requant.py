@@ -10,6 +10,11 @@ q31_double_rounding (TFLite conv / depthwise reference kernels):
     into a Q0.31 significand (round half away) and a shift; ``MultiplyByQuantizedMultiplier``
     = RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc * 2^left wrapping int32, q31),
     right) (gemmlowp ``fixedpoint.h``); y = clamp(result + zp wrapping int32, qmin, qmax).
+    Accumulators wider than 32 bits (TFLite's 16x8 kernels, int64 accumulator) use the int64
+    overload of ``MultiplyByQuantizedMultiplier`` (``kernels/internal/common.h``): the q31
+    multiplier reduced to 16 bits, reduced = (q31 + 2^15) >> 16 (0x7FFF when q31 >= 0x7FFF0000),
+    total_shift = 15 - shift, result = int32((acc * reduced + 2^(total_shift - 1)) >>
+    total_shift) — one rounding, half toward +infinity.
 double_multiply_rhaz:
     y = clamp(int32(round_half_away(double(acc) * M)) + zp, qmin, qmax); a product outside int32
     becomes INT32_MIN (what x86 ``cvttsd2si`` returns for an out-of-range double).
@@ -171,14 +176,46 @@ def multiply_by_quantized_multiplier(x: np.ndarray, q31: np.ndarray,
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(xl, q31), right)
 
 
+def multiply_by_quantized_multiplier_int64(x: np.ndarray, q31: np.ndarray,
+                                           shift: np.ndarray) -> np.ndarray:
+    """TFLite ``MultiplyByQuantizedMultiplier(int64_t x, int32_t q31, int shift)`` (int64
+    accumulators of the 16x8 kernels), returned as int32 values in int64.
+
+    reduced = (q31 + 2^15) >> 16, or 0x7FFF when q31 >= 0x7FFF0000; total_shift = 15 - shift;
+    result = int32((x * reduced + 2^(total_shift - 1)) >> total_shift), the product and sum
+    wrapping in int64 and the final cast wrapping in int32 as compiled C++ does (TFLite asserts
+    |x| < 2^47 and shift < 8, where neither wraps). shift > 14 is undefined in C++ (a negative
+    shift count) and raises.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    q = np.asarray(q31, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    if np.any(shift > 14):
+        raise EmulationError("q31 requant of a 64-bit accumulator needs shift <= 14 "
+                             f"(multiplier < 2^14), got shift {np.max(shift)}")
+    reduced = np.where(q < 0x7FFF0000, (q + (1 << 15)) >> 16, 0x7FFF)
+    total = 15 - shift
+    with np.errstate(over="ignore"):
+        v = x * reduced + (np.int64(1) << (total - 1))  # int64 wrap-around, as in C++
+    return wrap_int32(v >> total)
+
+
 def requantize_q31(acc: np.ndarray, q31: np.ndarray, shift: np.ndarray, zero_point: int,
-                   qmin: int, qmax: int) -> np.ndarray:
-    """TFLite conv requant: MultiplyByQuantizedMultiplier, + zp (int32 wrap), clamp."""
+                   qmin: int, qmax: int, accumulator_bits: int = 32) -> np.ndarray:
+    """TFLite conv requant: MultiplyByQuantizedMultiplier, + zp (int32 wrap), clamp.
+
+    ``accumulator_bits`` <= 32: the int32 overload (double rounding); > 32: the int64 overload
+    (``multiply_by_quantized_multiplier_int64``), as TFLite's 16x8 conv kernels.
+    """
     acc = np.asarray(acc, dtype=np.int64)
-    if acc.size and (acc.min() < _INT32_MIN or acc.max() > _INT32_MAX):
-        raise EmulationError("q31_double_rounding takes an int32 accumulator; got values "
-                             f"in [{acc.min()}, {acc.max()}] (accumulator_bits > 32?)")
-    y = wrap_int32(multiply_by_quantized_multiplier(acc, q31, shift) + zero_point)
+    if accumulator_bits > 32:
+        scaled = multiply_by_quantized_multiplier_int64(acc, q31, shift)
+    else:
+        if acc.size and (acc.min() < _INT32_MIN or acc.max() > _INT32_MAX):
+            raise EmulationError("q31_double_rounding with a 32-bit accumulator takes int32 "
+                                 f"values; got values in [{acc.min()}, {acc.max()}]")
+        scaled = multiply_by_quantized_multiplier(acc, q31, shift)
+    y = wrap_int32(scaled + zero_point)
     return np.clip(y, qmin, qmax).astype(np.int32)
 
 
@@ -258,6 +295,7 @@ class Requantizer:
     q31_shift: np.ndarray
     pot_shift: np.ndarray | None
     shift_rounding: str | None
+    accumulator_bits: int = 32
 
     def __call__(self, acc: np.ndarray, channel_axis: int = 1) -> np.ndarray:
         """Codes (int32) for accumulators ``acc``; per-channel values apply along
@@ -275,7 +313,7 @@ class Requantizer:
         if self.arithmetic == "q31_double_rounding":
             return requantize_q31(acc, _along(self.q31, nd, channel_axis),
                                   _along(self.q31_shift, nd, channel_axis), self.zero_point,
-                                  self.qmin, self.qmax)
+                                  self.qmin, self.qmax, self.accumulator_bits)
         if self.arithmetic == "double_multiply_rhaz":
             return requantize_double_rhaz(acc, _along(self.real_multiplier, nd, channel_axis),
                                           self.zero_point, self.qmin, self.qmax)
@@ -285,9 +323,11 @@ class Requantizer:
 
 def make_requantizer(arithmetic: str, input_scale: float, weight_scale: np.ndarray | float,
                      output_scale: float, output_zero_point: int, qmin: int, qmax: int,
-                     shift_rounding: str | None = None) -> Requantizer:
+                     shift_rounding: str | None = None, accumulator_bits: int = 32
+                     ) -> Requantizer:
     """Plan the requantization of a layer with scales s_x (scalar), s_w (scalar or per output
     channel) and s_y (scalar) into codes [qmin, qmax] with zero point ``output_zero_point``.
+    ``accumulator_bits`` selects the int32 or int64 q31 arithmetic (q31_double_rounding only).
 
     Scales are taken as float32 (how runtimes store them); M is formed in float64 from them.
     """
@@ -318,4 +358,4 @@ def make_requantizer(arithmetic: str, input_scale: float, weight_scale: np.ndarr
         fp32_multiplier=fp32_multiplier(input_scale, sw, output_scale),
         q31=q31, q31_shift=q31_shift,
         pot_shift=pot_shift(real) if arithmetic == "shift" else None,
-        shift_rounding=shift_rounding)
+        shift_rounding=shift_rounding, accumulator_bits=int(accumulator_bits))

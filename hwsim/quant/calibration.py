@@ -19,11 +19,12 @@ spec's ``calibration.method``):
   for every candidate ``i`` from ``quant_bins`` to ``bins`` the reference P is the first ``i``
   bins with the outliers folded into bin ``i - 1``, Q is P merged into ``quant_bins`` groups and
   spread back over the non-empty bins; amax = ``i * bin_width`` for the ``i`` of least KL(P||Q),
-  the last one on ties (NVIDIA pytorch-quantization ``calib/histogram.py`` ``_compute_amax_entropy``,
-  including its first step ``bins[0] = bins[1]``: the count of the bin holding exact zeros, a
-  spike after ReLU, is replaced by its neighbour's so it does not dominate the divergence;
-  without it the demo CNN's TensorRT int8 top-1 fell from 96% to 66%). Symmetric, per tensor. Streaming: the bin width
-  is fixed by the first non-zero batch; later larger values append bins of the same width.
+  the last one on ties (NVIDIA pytorch-quantization ``calib/histogram.py``
+  ``_compute_amax_entropy``, including its first step ``bins[0] = bins[1]``: the count of the
+  bin holding exact zeros, a spike after ReLU, is replaced by its neighbour's so it does not
+  dominate the divergence; without it the demo CNN's TensorRT int8 top-1 fell from 96% to
+  66%). Symmetric, per tensor. Streaming: the bin width is fixed by the first non-zero batch;
+  later larger values append bins of the same width.
 
 ``percentile`` and ``mse`` (and schemes that search on the data, such as ``pow2_lsq``) keep a
 bounded sample of the stream per channel: every value while the stream is at most

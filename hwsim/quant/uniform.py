@@ -28,7 +28,12 @@ from hwsim.quant.calibration import SAMPLE_CAP, RangeObserver, normalize_axis
 from hwsim.quant.qparams import UniformQParams
 from hwsim.quant.quantizer import Observer, Quantizer
 from hwsim.quant.rounding import STOCHASTIC, mode_code, round_mode
-from hwsim.quant.uniform_kernels import dequantize_flat, quantize_flat, reciprocal_scale
+from hwsim.quant.uniform_kernels import (
+    ZP_MODES,
+    dequantize_flat,
+    quantize_flat,
+    reciprocal_scale,
+)
 
 _F32_TINY = float(np.finfo(np.float32).tiny)  # 2^-126
 _SCALE_RULES = ("standard", "snpe_tf", "pow2_lsq", "derived")
@@ -178,7 +183,8 @@ def pow2_lsq_qparams(lo: Any, hi: Any, sample: np.ndarray, *, qmin: int, qmax: i
             raise QuantError(f"power-of-two scale 2^-{fp.max()} is outside float32's range")
         scale = np.ldexp(np.float32(1.0), -fp).astype(np.float32)
         fq = quantize_flat(sample, scale, np.zeros(n_ch, np.int64), n_ch, m, qmin, qmax, mode,
-                           scaling == "divide", False, None, None, seed, fake=True)
+                           scaling == "divide", ZP_MODES["after_rounding"], None, None, seed,
+                           fake=True)
         d = fq.reshape(n_ch, m).astype(np.float64) - sample
         err = np.einsum("ij,ij->i", d, d)
         better = err < best_err
@@ -304,7 +310,7 @@ class UniformQuantizer(Quantizer):
         self._mode = mode_code(numerics.rounding)
         self._seed = (numerics.seed or 0) % (1 << 64)
         self._divide = numerics.scaling == "divide"
-        self._zp_before = numerics.zero_point_add == "before_rounding"
+        self._zp_mode = ZP_MODES[numerics.zero_point_add]
         if mode_code(numerics.zero_point_rounding) == STOCHASTIC:
             raise QuantError("zero_point_rounding must be rne, rhaz or rhu, not stochastic")
         if numerics.scale_rule == "snpe_tf" and (numerics.narrow_range
@@ -408,7 +414,7 @@ class UniformQuantizer(Quantizer):
     def _run(self, x32: np.ndarray, qp: UniformQParams, n_channels: int, inner: int,
              fake: bool, out: np.ndarray | None = None) -> np.ndarray:
         return quantize_flat(x32, qp.scale, qp.zero_point, n_channels, inner, qp.qmin, qp.qmax,
-                             self._mode, self._divide, self._zp_before, qp.clip_min,
+                             self._mode, self._divide, self._zp_mode, qp.clip_min,
                              qp.clip_max, self._seed, fake=fake, out=out)
 
     @staticmethod

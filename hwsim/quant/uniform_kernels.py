@@ -18,7 +18,11 @@ Arithmetic of one element ``x`` (float32), scale ``s`` (float32), zero point ``z
 4. Zero point: after rounding ``r = round(v) + z`` (ORT, torch), or before rounding
    ``r = round(fl32(v + z))`` (SNPE/AIMET ``round(x / delta + offset)``; the sum is rounded once
    to float32, as a float32 pipeline computes it — **assumption**, no public source says; this
-   needs |z| <= 2^24 so that z itself is exact in float32, checked).
+   needs |z| <= 2^24 so that z itself is exact in float32, checked), or fused before rounding
+   ``r = round(fl32(x * fl32(1 / s) + z))`` with one rounding of the exact ``x * inv + z``
+   (PyTorch ``quantize_per_tensor``, fbgemm's fused multiply-add; reciprocal scaling only;
+   computed in float64, where the product of two float32 is exact and the double rounding
+   float64 -> float32 is innocuous since 53 >= 2 * 24 + 2).
    ``round`` is ``hwsim.quant.rounding.round_mode``; stochastic rounding draws
    ``u = uniform_from_counter(seed, n)`` with the flat element index ``n``, so results do not
    depend on the thread count.
@@ -36,6 +40,9 @@ import numpy as np
 
 from hwsim.errors import QuantError
 from hwsim.quant.rounding import RHAZ, RHU, RNE, STOCHASTIC, round_mode
+
+# zero_point_add name -> kernel code
+ZP_MODES = {"after_rounding": 0, "before_rounding": 1, "fused_before_rounding": 2}
 
 # Elements per work item of the parallel loops (and the size below which the serial kernel is
 # used): large enough to amortise the per-block integer divisions, small enough to balance.
@@ -65,7 +72,7 @@ def _round_f32(v, mode, seed, n):
 
 
 @numba.njit(cache=True, inline="always")
-def _code(xv, s, inv, z, zb, za, qmin_f, qmax_f, mode, divide, cmin, cmax, seed, n):
+def _code(xv, s, inv, z, zb, za, fused, qmin_f, qmax_f, mode, divide, cmin, cmax, seed, n):
     """The integer code of one float32 value (steps 1-5 of the module docstring).
 
     Branch-free in the data so that loops vectorize: without an input clamp ``cmin``/``cmax``
@@ -78,6 +85,8 @@ def _code(xv, s, inv, z, zb, za, qmin_f, qmax_f, mode, divide, cmin, cmax, seed,
     else:
         v = np.float32(xc * inv)
     t = v + zb  # float32 add; zb is exact in float32 (|zero point| <= 2^24, checked)
+    if fused:
+        t = np.float32(np.float64(xc) * np.float64(inv) + np.float64(z))
     r = _round_f32(t, mode, seed, n) + za
     r = min(max(r, qmin_f), qmax_f)
     # NaN -> the zero point, selected before the integer cast (casting NaN is undefined).
@@ -92,7 +101,7 @@ def _make_kernels(mode: int, divide: bool, fake: bool):
     """
 
     @numba.njit(cache=True, inline="always")
-    def block(x, out, b, scale, inv_scale, zp, n_channels, inner, qmin, qmax, zp_before, cmin,
+    def block(x, out, b, scale, inv_scale, zp, n_channels, inner, qmin, qmax, zp_mode, cmin,
               cmax, seed):
         start = b * BLOCK
         stop = min(x.size, start + BLOCK)
@@ -106,15 +115,16 @@ def _make_kernels(mode: int, divide: bool, fake: bool):
             s = scale[c]
             inv = inv_scale[c]
             z = zp[c]
-            zb = np.float32(z) if zp_before else np.float32(0.0)
-            za = 0.0 if zp_before else np.float64(z)
+            zb = np.float32(z) if zp_mode == 1 else np.float32(0.0)
+            za = np.float64(z) if zp_mode == 0 else 0.0
+            fused = zp_mode == 2
             # Slices indexed from 0: LLVM then knows the index is non-negative (no wraparound
             # select) and vectorizes the loop.
             xs = x[i:row_end]
             os = out[i:row_end]
             for k in range(xs.size):
-                q = _code(xs[k], s, inv, z, zb, za, qmin_f, qmax_f, mode, divide, cmin, cmax,
-                          seed, i + k)
+                q = _code(xs[k], s, inv, z, zb, za, fused, qmin_f, qmax_f, mode, divide, cmin,
+                          cmax, seed, i + k)
                 if fake:
                     os[k] = np.float32(np.float32(q - z) * s)
                 else:
@@ -122,17 +132,17 @@ def _make_kernels(mode: int, divide: bool, fake: bool):
             i = row_end
 
     @numba.njit(cache=True)
-    def serial(x, out, scale, inv_scale, zp, n_channels, inner, qmin, qmax, zp_before, cmin,
+    def serial(x, out, scale, inv_scale, zp, n_channels, inner, qmin, qmax, zp_mode, cmin,
                cmax, seed):
         for b in range((x.size + BLOCK - 1) // BLOCK):
-            block(x, out, b, scale, inv_scale, zp, n_channels, inner, qmin, qmax, zp_before,
+            block(x, out, b, scale, inv_scale, zp, n_channels, inner, qmin, qmax, zp_mode,
                   cmin, cmax, seed)
 
     @numba.njit(cache=True, parallel=True)
-    def parallel(x, out, scale, inv_scale, zp, n_channels, inner, qmin, qmax, zp_before, cmin,
+    def parallel(x, out, scale, inv_scale, zp, n_channels, inner, qmin, qmax, zp_mode, cmin,
                  cmax, seed):
         for b in numba.prange((x.size + BLOCK - 1) // BLOCK):
-            block(x, out, b, scale, inv_scale, zp, n_channels, inner, qmin, qmax, zp_before,
+            block(x, out, b, scale, inv_scale, zp, n_channels, inner, qmin, qmax, zp_mode,
                   cmin, cmax, seed)
 
     return serial, parallel
@@ -183,7 +193,7 @@ def reciprocal_scale(scale: np.ndarray) -> np.ndarray:
 
 
 def quantize_flat(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, n_channels: int,
-                  inner: int, qmin: int, qmax: int, mode: int, divide: bool, zp_before: bool,
+                  inner: int, qmin: int, qmax: int, mode: int, divide: bool, zp_mode: int,
                   clip_min: float | None, clip_max: float | None, seed: int,
                   fake: bool = False, out: np.ndarray | None = None) -> np.ndarray:
     """Codes (int64) of the flat float32 array ``x``, or float32 fake-quant values if ``fake``.
@@ -200,7 +210,12 @@ def quantize_flat(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, n_ch
     clip = clip_min is not None
     cmin = np.float32(clip_min if clip else -np.inf)
     cmax = np.float32(clip_max if clip else np.inf)
-    if zp_before and zero_point.size and np.abs(zero_point).max() > (1 << 24):
+    if zp_mode not in ZP_MODES.values():
+        raise QuantError(f"unknown zero point mode {zp_mode}; allowed: {ZP_MODES}")
+    if zp_mode == 2 and divide:
+        raise QuantError("zero_point_add 'fused_before_rounding' needs reciprocal_multiply "
+                         "scaling (a fused multiply-add)")
+    if zp_mode == 1 and zero_point.size and np.abs(zero_point).max() > (1 << 24):
         raise QuantError("zero_point_add 'before_rounding' adds the zero point in float32; "
                          f"zero points must satisfy |z| <= 2^24, got {np.abs(zero_point).max()}")
     if (mode, bool(divide), bool(fake)) not in _KERNELS:
@@ -215,7 +230,7 @@ def quantize_flat(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, n_ch
     serial, parallel = _KERNELS[(mode, bool(divide), bool(fake))]
     kernel = parallel if _use_parallel(x.size) else serial
     kernel(x, out, scale, inv, zero_point, np.int64(n_channels), np.int64(max(inner, 1)),
-           np.int64(qmin), np.int64(qmax), bool(zp_before), cmin, cmax, np.uint64(seed))
+           np.int64(qmin), np.int64(qmax), np.int64(zp_mode), cmin, cmax, np.uint64(seed))
     return out
 
 

@@ -86,8 +86,9 @@ def uniform_u(seed: int, index: int) -> float:
 
 def quantize_value(x: float, scale: float, zp: int, qmin: int, qmax: int, mode: int,
                    divide: bool, zp_before: bool, clip: tuple[float, float] | None = None,
-                   seed: int = 0, index: int = 0) -> int:
-    """Code of one float32 value ``x`` (a Python float holding a float32)."""
+                   seed: int = 0, index: int = 0, fused: bool = False) -> int:
+    """Code of one float32 value ``x`` (a Python float holding a float32). ``fused``: the zero
+    point joins the exact product x * fl32(1/s) before one rounding to float32."""
     if math.isnan(x):
         return zp
     if clip is not None:
@@ -104,7 +105,14 @@ def quantize_value(x: float, scale: float, zp: int, qmin: int, qmax: int, mode: 
         v = round_to_f32(Fraction(x) * Fraction(inv))
     if math.isinf(v):
         return qmax if v > 0 else qmin
-    if zp_before:
+    if fused:
+        if divide:
+            raise ValueError("fused zero point needs reciprocal scaling")
+        t = round_to_f32(Fraction(x) * Fraction(round_to_f32(1 / s)) + zp)
+        if math.isinf(t):
+            return qmax if t > 0 else qmin
+        r = round_int(Fraction(t), mode, seed, index)
+    elif zp_before:
         t = round_to_f32(Fraction(v) + zp)
         r = round_int(Fraction(t), mode, seed, index)
     else:
@@ -127,14 +135,16 @@ def _channels(shape: tuple[int, ...], axis: int | None) -> np.ndarray:
 
 
 def quantize(x: np.ndarray, scale, zp, qmin: int, qmax: int, mode: int, divide: bool,
-             zp_before: bool, axis: int | None = None, clip=None, seed: int = 0) -> np.ndarray:
+             zp_before: bool, axis: int | None = None, clip=None, seed: int = 0,
+             fused: bool = False) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     scale = np.atleast_1d(np.asarray(scale, dtype=np.float32))
     zp = np.atleast_1d(np.asarray(zp, dtype=np.int64))
     ch = _channels(x.shape, axis)
     flat = x.reshape(-1)
     out = [quantize_value(float(flat[n]), float(scale[ch[n]]), int(zp[ch[n]]), qmin, qmax,
-                          mode, divide, zp_before, clip, seed, n) for n in range(flat.size)]
+                          mode, divide, zp_before, clip, seed, n, fused)
+           for n in range(flat.size)]
     return np.array(out, dtype=np.int64).reshape(x.shape)
 
 
