@@ -40,7 +40,7 @@ def test_int64_multiply_matches_python_integer_oracle():
     x = rng.integers(-(2 ** 47), 2 ** 47, size=n, dtype=np.int64)
     x[:200] = rng.integers(-(2 ** 20), 2 ** 20, size=200)
     got = multiply_by_quantized_multiplier_int64(x, q, shift)
-    want = [_oracle(int(a), int(b), int(c)) for a, b, c in zip(x, q, shift)]
+    want = [_oracle(int(a), int(b), int(c)) for a, b, c in zip(x, q, shift, strict=True)]
     assert got.tolist() == want
 
 
@@ -59,7 +59,7 @@ def test_int64_multiply_is_close_to_the_real_product_in_range():
     x = rng.integers(-(2 ** 40), 2 ** 40, size=300)
     keep = np.abs(x * m) < 2 ** 30
     got = multiply_by_quantized_multiplier_int64(x[keep], q[keep], s[keep])
-    for g, xi, mi in zip(got, x[keep], m[keep]):
+    for g, xi, mi in zip(got, x[keep], m[keep], strict=True):
         exact = Fraction(int(xi)) * Fraction(float(mi))
         # 16-bit multiplier: relative error <= 2^-15 plus the final rounding
         assert abs(Fraction(int(g)) - exact) <= abs(exact) / 2 ** 14 + 1

@@ -47,6 +47,11 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename."""
+    _atomic_write_bytes(path, data)
+
+
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
     """``np.save`` to ``path`` through a temporary file and a rename."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -474,6 +474,26 @@ class Emulator:
         v = apply_node(node, [values[t] for t in node.inputs])
         return self._quant_out(step, self._fused_float(step, v))
 
+    # integer engine, public views used by exporters ----------------------------------
+    def uniform_qparams(self, tensor: str) -> UniformQParams:
+        """The uniform qparams of a calibrated tensor (fixed point as scale 2^-fl, zp 0)."""
+        return _as_uniform(self.qparams_[tensor], f"tensor {tensor!r}")
+
+    def output_code_range(self, step: Step) -> tuple[int, int]:
+        """Integer engine: the code interval a conv/linear/add step's requantization clamps
+        to (the output range narrowed by a fused ReLU / Clip)."""
+        return self._act_range(step, self.uniform_qparams(step.output))
+
+    def lookup_codes(self, step: Step, input_codes: list[np.ndarray]) -> np.ndarray:
+        """Integer engine: output codes of ``step`` computed as its lookup function (dequantize
+        each input, the op in float32, the fused activation, quantize with the output
+        qparams), exactly as ``run`` computes ops without an integer kernel. Used to tabulate
+        those ops over every input code."""
+        vals = [self._dequant(t, np.asarray(c))
+                for t, c in zip(step.node.inputs, input_codes, strict=True)]
+        v = apply_node(step.node, vals)
+        return self._quant_out(step, self._fused_float(step, v))[0]
+
     # float engine --------------------------------------------------------------
     def _float_layer(self, step: Step, x: np.ndarray) -> np.ndarray:
         node = step.node

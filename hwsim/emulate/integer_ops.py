@@ -89,14 +89,19 @@ def _weight_zero_point(w_zero_point: np.ndarray | int, out_channels: int) -> np.
     return zw
 
 
-def _bias(bias: np.ndarray | None, out_channels: int) -> np.ndarray | None:
+def _bias(bias: np.ndarray | None, out_channels: int, accumulator_bits: int = 32
+          ) -> np.ndarray | None:
+    """Bias codes at the accumulator scale: int32, or int64 with a wider accumulator (TFLite's
+    16x8 kernels take an int64 bias)."""
     if bias is None:
         return None
     b = _check_int_codes("bias", bias).astype(np.int64)
     if b.shape != (out_channels,):
         raise EmulationError(f"bias must have shape ({out_channels},), got {b.shape}")
-    if b.min(initial=0) < -(1 << 31) or b.max(initial=0) > (1 << 31) - 1:
-        raise EmulationError("bias codes must fit in int32")
+    bits = 64 if accumulator_bits > 32 else 32
+    if b.min(initial=0) < -(1 << (bits - 1)) or b.max(initial=0) > (1 << (bits - 1)) - 1:
+        raise EmulationError(f"bias codes must fit in int{bits} (accumulator_bits "
+                             f"{accumulator_bits}); got [{b.min()}, {b.max()}]")
     return b
 
 
@@ -378,7 +383,7 @@ def conv2d_accumulate(x: np.ndarray, w: np.ndarray, *, x_zero_point: int = 0,
                              f"padding {padding} needs 4 (top, left, bottom, right)")
     n, c, o, cg, kh, kw, oh, ow = _conv_geometry(x, w, stride, padding, dilation, groups)
     zw = _weight_zero_point(w_zero_point, o)
-    b = _bias(bias, o)
+    b = _bias(bias, o, accumulator_bits)
     zx = int(x_zero_point)
     pt, pl, pb, pr = padding
     k = cg * kh * kw
@@ -444,7 +449,7 @@ def linear_accumulate(x: np.ndarray, w: np.ndarray, *, x_zero_point: int = 0,
                              f"w {w.shape}")
     o, k = w.shape
     zw = _weight_zero_point(w_zero_point, o)
-    b = _bias(bias, o)
+    b = _bias(bias, o, accumulator_bits)
     lead = x.shape[:-1]
     x2 = x.reshape(-1, k)
     zx = int(x_zero_point)

@@ -21,7 +21,8 @@ from onnx import TensorProto, helper, numpy_helper
 from hwsim.errors import EmulationError
 
 _ELEM = {np.dtype(np.int8): TensorProto.INT8, np.dtype(np.uint8): TensorProto.UINT8,
-         np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.int32): TensorProto.INT32}
+         np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.int32): TensorProto.INT32,
+         np.dtype(np.int64): TensorProto.INT64}
 OPSET = 13
 MS_DOMAIN = "com.microsoft"
 
@@ -70,8 +71,8 @@ class OnnxQuantGraph:
                 self.constant(np.asarray(zero_point), dtype, f"{stem}_zp"))
 
     # ------------------------------------------------------------------------- graph edges
-    def add_input(self, name: str, dtype: np.dtype | type, shape: Sequence[int]) -> str:
-        """Declare a graph input ``name`` of ``dtype`` and ``shape``."""
+    def add_input(self, name: str, dtype: np.dtype | type, shape: Sequence[int | str]) -> str:
+        """Declare a graph input ``name`` of ``dtype`` and ``shape`` (str = symbolic dim)."""
         dt = np.dtype(dtype)
         self._inputs.append(helper.make_tensor_value_info(name, _ELEM[dt], list(shape)))
         self._dtypes[name] = dt
@@ -191,13 +192,82 @@ class OnnxQuantGraph:
         return self._node("QLinearGlobalAveragePool", [x, xs, xz, ys, yz], dt, "qgap",
                           domain=MS_DOMAIN, channels_last=0)
 
+    def add_qgemm(self, x: str, x_scale: float, x_zero_point: int, w: np.ndarray,
+                  w_scale: float | np.ndarray, w_zero_point: int | np.ndarray,
+                  y_scale: float, y_zero_point: int, bias: np.ndarray | None = None) -> str:
+        """com.microsoft QGemm y = x @ w.T + bias, quantized output; x (M, K), w (O, K) codes
+        (transB=1), bias int32 (O,) at scale x_scale * w_scale; per-channel weight qparams are
+        per output column. Requantizes like QLinearMatMul (fp32 multiply)."""
+        xdt = self.dtype_of(x)
+        w = np.asarray(w)
+        wdt = _code_dtype(w.dtype)
+        xs, xz = self._qparams(x_scale, x_zero_point, xdt, "x")
+        wn = self.constant(w, wdt, "w")
+        ws, wz = self._qparams(w_scale, w_zero_point, wdt, "w")
+        ys, yz = self._qparams(y_scale, y_zero_point, xdt, "y")
+        bn = self.constant(np.zeros(w.shape[0]) if bias is None else np.asarray(bias),
+                           np.int32, "b")
+        return self._node("QGemm", [x, xs, xz, wn, ws, wz, bn, ys, yz], xdt, "qgemm",
+                          domain=MS_DOMAIN, transB=1)
+
     def add_max_pool(self, x: str, kernel: tuple[int, int], stride: tuple[int, int],
-                     padding: tuple[int, int, int, int] = (0, 0, 0, 0)) -> str:
+                     padding: tuple[int, int, int, int] = (0, 0, 0, 0),
+                     dilation: tuple[int, int] = (1, 1), ceil_mode: bool = False) -> str:
         """MaxPool on int8/uint8 codes (opset >= 12 accepts 8-bit integer tensors)."""
         pt, pl, pb, pr = padding
         return self._node("MaxPool", [x], self.dtype_of(x), "maxpool",
                           kernel_shape=list(kernel), strides=list(stride),
-                          pads=[pt, pl, pb, pr])
+                          pads=[pt, pl, pb, pr], dilations=list(dilation),
+                          ceil_mode=int(ceil_mode))
+
+    def add_reshape(self, x: str, shape: Sequence[int]) -> str:
+        """Reshape to ``shape`` (-1 allowed once, e.g. for the batch axis)."""
+        s = self.constant(np.asarray(shape, dtype=np.int64), np.int64, "shape")
+        return self._node("Reshape", [x, s], self.dtype_of(x), "reshape")
+
+    def add_transpose(self, x: str, perm: Sequence[int]) -> str:
+        """Transpose with permutation ``perm``."""
+        return self._node("Transpose", [x], self.dtype_of(x), "transpose", perm=list(perm))
+
+    def add_concat(self, xs: Sequence[str], axis: int) -> str:
+        """Concat of tensors of one dtype along ``axis``."""
+        return self._node("Concat", list(xs), self.dtype_of(xs[0]), "concat", axis=axis)
+
+    def add_lookup(self, xs: Sequence[str], offsets: Sequence[int], strides: Sequence[int],
+                   table: np.ndarray, channel_index: np.ndarray | None = None) -> str:
+        """Table lookup: Gather(table, sum_i (int32(x_i) - offset_i) * stride_i
+        [+ channel_index]) with numpy broadcasting of the index terms; ``table`` holds the
+        output codes (int8/uint8), flattened C-order."""
+        if not len(xs) == len(offsets) == len(strides):
+            raise EmulationError(f"lookup: {len(xs)} inputs need as many offsets and strides, "
+                                 f"got {len(offsets)} and {len(strides)}")
+        terms = []
+        for x, off, st in zip(xs, offsets, strides, strict=True):
+            t = self._node("Cast", [x], np.dtype(np.int32), "idx", to=TensorProto.INT32)
+            if off:
+                t = self._node("Sub", [t, self.constant(off, np.int32, "off")],
+                               np.dtype(np.int32), "idx")
+            if st != 1:
+                t = self._node("Mul", [t, self.constant(st, np.int32, "stride")],
+                               np.dtype(np.int32), "idx")
+            terms.append(t)
+        if channel_index is not None:
+            terms.append(self.constant(channel_index, np.int32, "chan"))
+        idx = terms[0]
+        for t in terms[1:]:
+            idx = self._node("Add", [idx, t], np.dtype(np.int32), "idx")
+        tab = np.asarray(table).ravel()
+        tn = self.constant(tab, _code_dtype(tab.dtype), "lut")
+        return self._node("Gather", [tn, idx], tab.dtype, "lookup", axis=0)
+
+    def add_named_output(self, x: str, name: str) -> str:
+        """Expose tensor ``x`` as graph output ``name`` (an Identity node)."""
+        if name in self._dtypes:
+            raise EmulationError(f"ONNX graph {self.name!r}: tensor name {name!r} is taken")
+        self._nodes.append(helper.make_node("Identity", [x], [name], name=f"out_{name}"))
+        self._dtypes[name] = self.dtype_of(x)
+        self.add_output(name)
+        return name
 
     def add_clip_codes(self, x: str, lo: int, hi: int) -> str:
         """Clip on codes (ReLU / ReLU6 in the code domain: lo = zero point, ...)."""
@@ -210,8 +280,10 @@ class OnnxQuantGraph:
         return self._node("Flatten", [x], self.dtype_of(x), "flatten", axis=axis)
 
     # ------------------------------------------------------------------------------ finish
-    def model(self) -> onnx.ModelProto:
-        """The ONNX model (opset 13; com.microsoft opset 1 when contrib ops are used)."""
+    def model(self, doc: str = "", metadata: dict[str, str] | None = None
+              ) -> onnx.ModelProto:
+        """The ONNX model (opset 13; com.microsoft opset 1 when contrib ops are used), with
+        ``doc`` as doc string and ``metadata`` as metadata_props."""
         if not self._inputs or not self._outputs:
             raise EmulationError(f"ONNX graph {self.name!r} needs at least one input and one "
                                  "output")
@@ -220,6 +292,9 @@ class OnnxQuantGraph:
         opsets = [helper.make_opsetid("", OPSET)]
         if self._uses_ms:
             opsets.append(helper.make_opsetid(MS_DOMAIN, 1))
-        model = helper.make_model(graph, opset_imports=opsets, producer_name="hwsim")
+        model = helper.make_model(graph, opset_imports=opsets, producer_name="hwsim",
+                                  doc_string=doc)
         model.ir_version = 8  # readable by onnxruntime >= 1.14
+        if metadata:
+            helper.set_model_props(model, dict(metadata))
         return model

@@ -25,6 +25,9 @@ else:
     _IMPORT_ERROR = None
 
 _ACTIVATIONS = {"none": 0, "relu": 1, "relu_n1_to_1": 2, "relu6": 3}
+_DTYPE_OF = ({} if tfl is None else {
+    tfl.TensorType.INT8: np.dtype(np.int8), tfl.TensorType.UINT8: np.dtype(np.uint8),
+    tfl.TensorType.INT32: np.dtype(np.int32), tfl.TensorType.FLOAT32: np.dtype(np.float32)})
 _PADDING = {"same": 0, "valid": 1}
 
 
@@ -222,6 +225,140 @@ class TfliteQuantGraph:
         self._operator(tfl.BuiltinOperator.FULLY_CONNECTED, [x, wi, bi], [yi],
                        tfl.BuiltinOptions.FullyConnectedOptions, opt)
         return yi
+
+    # ------------------------------------------------------------- data movement and edges
+    def add_float_input(self, shape: Sequence[int], name: str = "input") -> int:
+        """A float32 graph input."""
+        idx = self.add_tensor(shape, np.float32, name=name)
+        self._inputs.append(idx)
+        return idx
+
+    def _like(self, x: int, shape: Sequence[int], dtype: np.dtype | type | None = None) -> int:
+        """A new activation tensor with x's quantization (and dtype unless given)."""
+        t = self._tensors[x]
+        dt = _DTYPE_OF[t.type] if dtype is None else np.dtype(dtype)
+        q = t.quantization
+        if q is None or q.scale is None:
+            return self.add_tensor(shape, dt)
+        return self.add_tensor(shape, dt, q.scale, q.zeroPoint, q.quantizedDimension)
+
+    def _const_i32(self, values: np.ndarray | Sequence[int]) -> int:
+        a = np.asarray(values, dtype=np.int32)
+        return self.add_tensor(a.shape, np.int32, data=a)
+
+    def _code_const(self, x: int, code: int) -> int:
+        """A constant int8 code (shape (1,)) with x's quantization."""
+        scale, zero_point = self._quant_of(x)
+        return self.add_tensor((1,), np.int8, scale, zero_point,
+                               data=np.asarray([code], np.int8))
+
+    def add_quantize(self, x: int, scale: float, zero_point: int) -> int:
+        """QUANTIZE float32 -> int8 (reference: round half away of x / scale, + zp, clamp)."""
+        y = self.add_tensor(self.shape_of(x), np.int8, scale, zero_point)
+        self._operator(tfl.BuiltinOperator.QUANTIZE, [x], [y],
+                       tfl.BuiltinOptions.QuantizeOptions, tfl.QuantizeOptionsT())
+        return y
+
+    def add_dequantize(self, x: int) -> int:
+        """DEQUANTIZE int8 -> float32 ((q - zp) * scale)."""
+        y = self.add_tensor(self.shape_of(x), np.float32)
+        self._operator(tfl.BuiltinOperator.DEQUANTIZE, [x], [y],
+                       tfl.BuiltinOptions.DequantizeOptions, tfl.DequantizeOptionsT())
+        return y
+
+    def add_transpose(self, x: int, perm: Sequence[int]) -> int:
+        """TRANSPOSE (codes unchanged)."""
+        shape = self.shape_of(x)
+        y = self._like(x, [shape[p] for p in perm])
+        self._operator(tfl.BuiltinOperator.TRANSPOSE, [x, self._const_i32(perm)], [y],
+                       tfl.BuiltinOptions.TransposeOptions, tfl.TransposeOptionsT())
+        return y
+
+    def add_reshape(self, x: int, shape: Sequence[int]) -> int:
+        """RESHAPE to ``shape`` (batch axis given as -1; stored shape uses the input's)."""
+        n = int(np.prod(self.shape_of(x)))
+        rest = [int(d) for d in shape[1:]]
+        stored = [n // max(1, int(np.prod(rest))), *rest]
+        y = self._like(x, stored)
+        opt = tfl.ReshapeOptionsT()
+        opt.newShape = np.asarray(shape, dtype=np.int32)
+        self._operator(tfl.BuiltinOperator.RESHAPE, [x, self._const_i32(shape)], [y],
+                       tfl.BuiltinOptions.ReshapeOptions, opt)
+        return y
+
+    def add_pad(self, x: int, pads: Sequence[tuple[int, int]], code: int) -> int:
+        """PADV2 with constant code ``code`` (x's quantization); pads: (before, after) per
+        dimension."""
+        shape = self.shape_of(x)
+        if len(pads) != len(shape):
+            raise EmulationError(f"PADV2: {len(pads)} (before, after) pairs for a "
+                                 f"{len(shape)}-D tensor")
+        out = [d + a + b for d, (a, b) in zip(shape, pads, strict=True)]
+        y = self._like(x, out)
+        c = self._code_const(x, code)
+        self._operator(tfl.BuiltinOperator.PADV2,
+                       [x, self._const_i32(np.asarray(pads, np.int32)), c], [y],
+                       tfl.BuiltinOptions.PadV2Options, tfl.PadV2OptionsT())
+        return y
+
+    def add_max_pool(self, x: int, kernel: tuple[int, int], stride: tuple[int, int]) -> int:
+        """MAX_POOL_2D, VALID padding, NHWC (output quantization = input's)."""
+        n, h, w, c = self.shape_of(x)
+        oh = (h - kernel[0]) // stride[0] + 1
+        ow = (w - kernel[1]) // stride[1] + 1
+        y = self._like(x, (n, oh, ow, c))
+        opt = tfl.Pool2DOptionsT()
+        opt.padding = _PADDING["valid"]
+        opt.strideH, opt.strideW = stride
+        opt.filterHeight, opt.filterWidth = kernel
+        opt.fusedActivationFunction = 0
+        self._operator(tfl.BuiltinOperator.MAX_POOL_2D, [x], [y],
+                       tfl.BuiltinOptions.Pool2DOptions, opt)
+        return y
+
+    def add_concatenation(self, xs: Sequence[int], axis: int) -> int:
+        """CONCATENATION of tensors with equal quantization along ``axis``."""
+        shapes = [self.shape_of(x) for x in xs]
+        out = list(shapes[0])
+        out[axis] = sum(s[axis] for s in shapes)
+        y = self._like(xs[0], out)
+        opt = tfl.ConcatenationOptionsT()
+        opt.axis = axis
+        opt.fusedActivationFunction = 0
+        self._operator(tfl.BuiltinOperator.CONCATENATION, list(xs), [y],
+                       tfl.BuiltinOptions.ConcatenationOptions, opt)
+        return y
+
+    def add_code_clamp(self, x: int, lo: int, hi: int) -> int:
+        """MAXIMUM / MINIMUM with constant codes (same quantization: exact on codes)."""
+        for builtin, code in ((tfl.BuiltinOperator.MAXIMUM, lo),
+                              (tfl.BuiltinOperator.MINIMUM, hi)):
+            c = self._code_const(x, code)
+            y = self._like(x, self.shape_of(x))
+            self._operator(builtin, [x, c], [y], tfl.BuiltinOptions.MaximumMinimumOptions,
+                           tfl.MaximumMinimumOptionsT())
+            x = y
+        return x
+
+    def add_lookup(self, x: int, offset: int, table: np.ndarray, scale: float,
+                   zero_point: int) -> int:
+        """GATHER(table, int32(x) - offset): a 1-D int8 lookup table of output codes."""
+        shape = self.shape_of(x)
+        xi = self.add_tensor(shape, np.int32)
+        opt = tfl.CastOptionsT()
+        opt.inDataType, opt.outDataType = tfl.TensorType.INT8, tfl.TensorType.INT32
+        self._operator(tfl.BuiltinOperator.CAST, [x], [xi], tfl.BuiltinOptions.CastOptions, opt)
+        idx = self.add_tensor(shape, np.int32)
+        self._operator(tfl.BuiltinOperator.SUB, [xi, self._const_i32([offset])], [idx],
+                       tfl.BuiltinOptions.SubOptions, tfl.SubOptionsT())
+        tab = np.asarray(table, dtype=np.int8).ravel()
+        ti = self.add_tensor(tab.shape, np.int8, scale, zero_point, data=tab)
+        y = self.add_tensor(shape, np.int8, scale, zero_point)
+        opt = tfl.GatherOptionsT()
+        opt.axis = 0
+        self._operator(tfl.BuiltinOperator.GATHER, [ti, idx], [y],
+                       tfl.BuiltinOptions.GatherOptions, opt)
+        return y
 
     @staticmethod
     def _out_hw(h: int, w: int, kh: int, kw: int, stride, dilation, padding: str

@@ -11,8 +11,11 @@ CSV columns (header required, any order; unknown columns are rejected):
   ``overhead_ms`` (cost of an empty model of the backend, already subtracted from
   ``latency_ms``).
 - provenance: ``samples``, ``source`` (measured | modeled | imported, required), ``device``
-  (required), ``backend``, ``threads``, ``versions``, ``date`` (ISO 8601), ``note`` (modeled:
-  formula and spec numbers; imported: origin).
+  (required), ``backend``, ``threads``, ``versions``, ``method`` (how a measured row was
+  timed: ``kernel``, ``wall``, ``wall-cold``; see ``hwsim.latency.measure``; empty for
+  modeled/imported rows and tables written before the column existed), ``date`` (ISO 8601),
+  ``note`` (measured: inner loop, convergence, load average; modeled: formula and spec numbers;
+  imported: origin).
 
 Values must be finite and non-negative; columns carrying another unit (``latency_us``,
 ``latency``, ``mean`` ...) are rejected with the fix. Files are written atomically.
@@ -44,7 +47,8 @@ SOURCES = ("measured", "modeled", "imported")
 KEY_FIELD_COLUMNS = ("op", "input", "output", "expand", "mid", "kernel", "stride", "groups",
                      "idskip", "se", "act", "wbits", "abits")
 VALUE_COLUMNS = ("latency_ms", "p10_ms", "p90_ms", "std_ms", "ci_rel", "overhead_ms", "samples",
-                 "source", "device", "backend", "threads", "versions", "date", "note")
+                 "source", "device", "backend", "threads", "versions", "method", "date", "note")
+MEASURE_METHODS = ("kernel", "wall", "wall-cold")
 COLUMNS = ("key", *KEY_FIELD_COLUMNS, *VALUE_COLUMNS)
 REQUIRED_COLUMNS = ("key", "latency_ms", "source", "device")
 _FLOAT_COLUMNS = ("latency_ms", "p10_ms", "p90_ms", "std_ms", "ci_rel", "overhead_ms")
@@ -75,6 +79,7 @@ class LatencyRow:
     backend: str = ""
     threads: int | None = None
     versions: str = ""
+    method: str = ""
     date: str = ""
     note: str = ""
 
@@ -116,7 +121,10 @@ def _check_row(row: LatencyRow, where: str) -> None:
         raise LatencyError(f"{where}: samples must be an integer >= 0, got {row.samples!r}")
     if row.threads is not None and (not isinstance(row.threads, int) or row.threads < 1):
         raise LatencyError(f"{where}: threads must be an integer >= 1, got {row.threads!r}")
-    for name in ("device", "backend", "versions", "date", "note"):
+    if row.method and row.method not in MEASURE_METHODS:
+        raise LatencyError(f"{where}: method {row.method!r} must be one of "
+                           f"{', '.join(MEASURE_METHODS)} (or empty)")
+    for name in ("device", "backend", "versions", "method", "date", "note"):
         if "\n" in getattr(row, name) or "\r" in getattr(row, name):
             raise LatencyError(f"{where}: {name} must be one line")
 
@@ -280,7 +288,7 @@ def _row_from_record(rec: dict[str, str], where: str) -> LatencyRow:
     for name in ("samples", "threads"):
         if name in rec:
             values[name] = _parse_int(rec[name], name, where)
-    for name in ("source", "device", "backend", "versions", "date", "note"):
+    for name in ("source", "device", "backend", "versions", "method", "date", "note"):
         if name in rec:
             values[name] = rec[name]
     try:
