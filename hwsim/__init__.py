@@ -13,4 +13,13 @@ from hwsim.quant.device import Device, load_device
 
 __version__ = "0.1.0"
 
-__all__ = ["Device", "HwsimError", "list_devices", "load_device", "__version__"]
+__all__ = ["Device", "HwsimError", "LatencyModel", "list_devices", "load_device",
+           "__version__"]
+
+
+def __getattr__(name: str):  # noqa: ANN202 (lazy attributes keep `import hwsim` light)
+    if name == "LatencyModel":
+        from hwsim.search.latency_model import LatencyModel
+
+        return LatencyModel
+    raise AttributeError(f"module 'hwsim' has no attribute {name!r}")

@@ -36,6 +36,9 @@ SEED_TABLE_PRECISIONS = {
     "cvflow": {"int8", "int16", "fp16"},
     "vitis": {"int8"},
 }
+# Bit-flexible accelerators modeled for the HAQ search (issue 7), beside the seed table's devices.
+HAQ_MODEL_PRECISIONS = {name: {f"int{b}" for b in range(2, 9)} for name in ("bitfusion", "bismo")}
+ALL_DEVICE_PRECISIONS = {**SEED_TABLE_PRECISIONS, **HAQ_MODEL_PRECISIONS}
 
 
 def _bitwidth_cell_precisions(cell: str) -> set[str]:
@@ -67,8 +70,8 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def test_devices_dir_holds_exactly_the_seed_table_devices() -> None:
-    assert {p.stem for p in DEVICE_FILES} == set(SEED_TABLE_PRECISIONS)
-    assert set(list_devices()) >= set(SEED_TABLE_PRECISIONS)
+    assert {p.stem for p in DEVICE_FILES} == set(ALL_DEVICE_PRECISIONS)
+    assert set(list_devices()) >= set(ALL_DEVICE_PRECISIONS)
 
 
 @pytest.mark.parametrize("path", DEVICE_FILES, ids=lambda p: p.stem)
@@ -82,7 +85,7 @@ def test_every_device_yaml_loads_and_validates(path: Path) -> None:
 @pytest.mark.parametrize("path", DEVICE_FILES, ids=lambda p: p.stem)
 def test_precisions_match_the_seed_table_bit_widths(path: Path) -> None:
     spec = load_spec(path)
-    expected = SEED_TABLE_PRECISIONS[spec.name]
+    expected = ALL_DEVICE_PRECISIONS[spec.name]
     assert set(spec.precisions) == expected
     assert _table_row_precisions(spec.table_row) == expected  # the verbatim rows agree
     assert {f"int{b}" if isinstance(b, int) else b for b in spec.bits} == expected

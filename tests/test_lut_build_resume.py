@@ -85,4 +85,9 @@ def test_real_onnxruntime_build_of_two_small_ops(tmp_path):
         assert row.source == "measured" and row.backend == "host-ort" and row.threads == 1
         assert row.latency_ms > 0 and row.p10_ms <= row.latency_ms <= row.p90_ms
         assert "onnxruntime=" in row.versions and "cpu=" in row.versions
-        assert row.samples >= 5 and row.overhead_ms > 0
+        # host-ort's default method: ORT profiler kernel time, nothing subtracted
+        assert row.samples >= 5 and row.method == "kernel" and row.overhead_ms is None
+    report = build_table("host-ort", keys, tmp_path / "wall.csv", progress=False, policy=fast,
+                         method="wall")
+    for row in LatencyTable.load(tmp_path / "wall.csv"):
+        assert row.method == "wall" and row.overhead_ms > 0 and row.latency_ms > 0

@@ -40,6 +40,20 @@ ORT_UINT8 = str(DATA / "ort-cpu-uint8.yaml")
 TFLITE_REF = str(DATA / "tflite-ref-int8.yaml")
 
 
+@pytest.fixture(scope="module")
+def demo():
+    """The digits demo graph, 128 calibration images and 200 test images."""
+    from hwsim.graph.digits_demo import demo_model
+
+    d = demo_model()
+    return load_model(d.model, torch.from_numpy(d.calib_x[:1])), d.calib_x[:128], d.test_x[:200]
+
+
+def _demo_emulator(demo, device: str, precision: str | None = None) -> Emulator:
+    graph, calib, _ = demo
+    return Emulator(graph, hwsim.load_device(device), precision).calibrate(calib)
+
+
 def _has_vnni() -> bool:
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
@@ -163,26 +177,23 @@ def _random_graph(cls, seed: int, size: int):
 
 # ----------------------------------------------------------------------------- ONNX tests
 
-@pytest.mark.parametrize("device", ["tensorrt", "sigmastar", ORT_INT8])
-def test_demo_exported_to_onnx_equals_emulation_in_onnxruntime(device):
-    job = emulate_job(hwsim.load_device(device), limit=400)
-    _check_onnx(job.emulator, job.data)
+@pytest.mark.parametrize("device", ["sigmastar", ORT_INT8])
+def test_demo_exported_to_onnx_equals_emulation_in_onnxruntime(demo, device):
+    _check_onnx(_demo_emulator(demo, device), demo[2])
 
 
-def test_uint8_activations_equal_emulation_in_onnxruntime_or_pair_saturation_is_explained():
+def test_uint8_activations_equal_emulation_in_onnxruntime_or_pair_saturation_is_explained(demo):
     # DESIGN.md B6: ORT's u8 x s8 kernels on AVX2 CPUs without VNNI saturate int16 pair sums
     # (vpmaddubsw); with VNNI they are exact. Without VNNI the export is unchanged but ORT's
     # codes differ from exact integer math, so only the exact-arithmetic claim is skipped.
-    job = emulate_job(hwsim.load_device(ORT_UINT8), limit=400)
+    emu, x = _demo_emulator(demo, ORT_UINT8), demo[2]
     if not _has_vnni():
-        res = job.result
-        out = _run_onnx(job.emulator, job.data)
-        diff = _differing_codes(job.emulator, res,
-                                {s.name: out[LAYER_OUTPUT_PREFIX + s.name]
-                                 for s in job.emulator.steps_})
+        out = _run_onnx(emu, x)
+        diff = _differing_codes(emu, emu.run(x), {s.name: out[LAYER_OUTPUT_PREFIX + s.name]
+                                                  for s in emu.steps_})
         pytest.skip(f"CPU without VNNI: ORT saturates u8 x s8 pair sums; differing codes "
                     f"per layer {diff}")
-    _check_onnx(job.emulator, job.data)
+    _check_onnx(emu, x)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -193,16 +204,15 @@ def test_random_models_exported_to_onnx_equal_emulation_in_onnxruntime(seed, dev
     _check_onnx(emu, x)
 
 
-def test_narrow_code_range_is_clamped_in_the_exported_model():
+def test_narrow_code_range_is_clamped_in_the_exported_model(demo):
     # int4 codes stored as int8: QuantizeLinear / QLinear ops saturate to [-128, 127], the
     # exported Clip narrows to [-8, 7] as the device does
-    job = emulate_job("nart-gpu", "int4", limit=200)
-    _check_onnx(job.emulator, job.data)
+    _check_onnx(_demo_emulator(demo, "nart-gpu", "int4"), demo[2])
 
 
-def test_onnx_export_records_device_precision_and_version(tmp_path):
-    job = emulate_job("tensorrt", limit=8)
-    path = export_onnx(job.emulator, tmp_path / "m.onnx")
+def test_onnx_export_records_device_precision_and_version(demo, tmp_path):
+    emu = _demo_emulator(demo, "tensorrt")
+    path = export_onnx(emu, tmp_path / "m.onnx")
     model = onnx.load(path)
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["device"] == "tensorrt" and meta["precision"] == "int8"
@@ -211,7 +221,7 @@ def test_onnx_export_records_device_precision_and_version(tmp_path):
     ops = {n.op_type for n in model.graph.node}
     assert {"QuantizeLinear", "QLinearConv", "QGemm", "QLinearAdd",
             "QLinearGlobalAveragePool", "DequantizeLinear"} <= ops
-    assert [o.name for o in model.graph.output] == list(job.emulator.graph.outputs)
+    assert [o.name for o in model.graph.output] == list(emu.graph.outputs)
     assert not list(tmp_path.glob(".*tmp"))  # atomic write leaves no temporary file
 
 
@@ -221,10 +231,9 @@ def test_onnx_export_records_device_precision_and_version(tmp_path):
     ("ascend310", "int8", r"ascend310.*rounding 'rhaz'"),
     ("nnie", "int8", r"nnie.*'float'"),
 ])
-def test_onnx_export_refuses_numerics_onnx_cannot_express(device, precision, match):
-    job = emulate_job(device, precision, limit=4)
+def test_onnx_export_refuses_numerics_onnx_cannot_express(demo, device, precision, match):
     with pytest.raises(EmulationError, match=match):
-        onnx_model(job.emulator)
+        onnx_model(_demo_emulator(demo, device, precision))
 
 
 # --------------------------------------------------------------------------- TFLite tests
@@ -236,17 +245,16 @@ def test_random_models_exported_to_tflite_equal_emulation_in_litert_reference(se
     _check_litert(emu, x)
 
 
-def test_tflite_export_refuses_ops_whose_kernels_differ_and_non_tflite_numerics():
+def test_tflite_export_refuses_ops_whose_kernels_differ_and_non_tflite_numerics(demo):
     # the demo's residual add and global pool: TFLite's int8 ADD / MEAN use their own
     # fixed-point arithmetic, the emulator ONNX Runtime's (a difference, named in the error)
-    job = emulate_job(hwsim.load_device(TFLITE_REF), limit=4)
     with pytest.raises(EmulationError, match=r"node 'add'.*other arithmetic"):
-        tflite_model(job.emulator)
-    with pytest.raises(EmulationError, match=r"tensorrt.*'q31_double_rounding'"):
-        tflite_model(emulate_job("tensorrt", limit=4).emulator)
+        tflite_model(_demo_emulator(demo, TFLITE_REF))
+    with pytest.raises(EmulationError, match=r"sigmastar.*'q31_double_rounding'"):
+        tflite_model(_demo_emulator(demo, "sigmastar"))
     # snpe is q31 but its weights are asymmetric uint8 (TFLite needs int8, zero point 0)
-    with pytest.raises(EmulationError, match=r"snpe.*uint8|snpe.*weights"):
-        tflite_model(emulate_job("snpe", limit=4).emulator)
+    with pytest.raises(EmulationError, match=r"snpe.*weights of 'conv1' must be int8"):
+        tflite_model(_demo_emulator(demo, "snpe"))
 
 
 def test_tflite_export_writes_a_loadable_file(tmp_path):
@@ -267,7 +275,7 @@ def test_tflite_export_writes_a_loadable_file(tmp_path):
 def test_validate_passes_on_onnxruntime_layer_dump_and_catches_a_flip(tmp_path):
     # "validate against a real runtime": layer outputs computed by ONNX Runtime from the
     # exported model, written as raw binaries with JSON sidecars (a device-dump format)
-    job = emulate_job("tensorrt", limit=64)
+    job = emulate_job("sigmastar", limit=64)
     out = _run_onnx(job.emulator, job.data)
     golden = tmp_path / "ort"
     golden.mkdir()
@@ -277,19 +285,19 @@ def test_validate_passes_on_onnxruntime_layer_dump_and_catches_a_flip(tmp_path):
         codes.tofile(golden / f"{step.name}.bin")
         (golden / f"{step.name}.json").write_text(json.dumps(
             {"layer": step.name, "dtype": str(codes.dtype), "shape": list(codes.shape)}))
-    assert main(["validate", "demo", "--device", "tensorrt", "--golden", str(golden)]) == 0
-    rep = validate_job("tensorrt", None, golden).report
+    assert main(["validate", "demo", "--device", "sigmastar", "--golden", str(golden)]) == 0
+    rep = validate_job("sigmastar", None, golden).report
     assert rep.ok and len(rep.layers) == len(job.emulator.steps_)
     codes = np.fromfile(golden / "pw.bin", dtype=np.int8)
     codes[7] = codes[7] + 1 if codes[7] < 127 else codes[7] - 1
     codes.tofile(golden / "pw.bin")
-    rep = validate_job("tensorrt", None, golden).report
+    rep = validate_job("sigmastar", None, golden).report
     assert not rep.ok and rep.first_different == "pw"
 
 
 def test_cli_export_onnx_and_refusal_exit_status(tmp_path, capsys):
     path = tmp_path / "demo.onnx"
-    assert main(["emulate", "--device", "tensorrt", "--limit", "8", "--export-onnx",
+    assert main(["emulate", "--device", "sigmastar", "--limit", "8", "--export-onnx",
                  str(path)]) == 0
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert sess.get_outputs()[0].name == "output" or len(sess.get_outputs()) == 1

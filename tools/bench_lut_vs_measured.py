@@ -12,6 +12,12 @@ and prints +-10 % accuracy, RMSPE and Spearman rho of each against the measureme
 (nn-Meter's metrics, ``hwsim.latency.metrics``). Everything is measured in this one run on this
 machine; absolute times are not asserted anywhere.
 
+``--method`` picks how table rows are timed (``hwsim.latency.measure``: kernel, wall,
+wall-cold); each method gets its own tables. ``--calibrate N`` additionally measures N more
+random networks (other seeds, never evaluated), fits one scale factor per prediction kind
+(median of measured / predicted over them) and reports the calibrated metrics on the evaluated
+networks only: a per-backend calibration term, labelled as such.
+
     python tools/bench_lut_vs_measured.py --quick          # 2 random nets + MobileNetV2 + R18
     python tools/bench_lut_vs_measured.py --n-random 30    # the full check (quiet machine)
 """
@@ -30,7 +36,7 @@ import numpy as np
 from hwsim.graph import load_model
 from hwsim.latency.build import build_table
 from hwsim.latency.fusion import FusionRules, rules_for
-from hwsim.latency.host_backends import make_backend
+from hwsim.latency.host_backends import default_method, make_backend
 from hwsim.latency.mbnet import (
     arch_onnx,
     mbnet_block_keys,
@@ -58,10 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="2 random networks (a smoke test)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--table", default="lut/bench/host-ort-kernels.csv",
-                    help="kernel table to build/resume")
-    ap.add_argument("--block-table", default="lut/bench/host-ort-blocks.csv",
-                    help="block table to build/resume")
+    ap.add_argument("--method", default=None, choices=["kernel", "wall", "wall-cold"],
+                    help="how table rows are timed (default: the backend's)")
+    ap.add_argument("--table", help="kernel table to build/resume (default "
+                                    "lut/bench/host-ort-<method>-kernels.csv)")
+    ap.add_argument("--block-table", help="block table to build/resume (default "
+                                          "lut/bench/host-ort-<method>-blocks.csv)")
+    ap.add_argument("--calibrate", type=int, default=0,
+                    help="extra random networks used only to fit a scale factor")
     ap.add_argument("--rules", help="fusion rules YAML (default: shipped host-ort rules)")
     ap.add_argument("--rel-tol", type=float, default=0.02)
     ap.add_argument("--budget-s", type=float, default=3.0, help="time budget per op")
@@ -71,9 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     n_random = 2 if args.quick else args.n_random
+    method = args.method or default_method("host-ort")
+    table_path = args.table or f"lut/bench/host-ort-{method}-kernels.csv"
+    block_path = args.block_table or f"lut/bench/host-ort-{method}-blocks.csv"
     rng = random.Random(args.seed)
     specs = [f"proxyless:{','.join(random_proxyless_choices(rng))}" for _ in range(n_random)]
     specs += ["mobilenetv2", "resnet18"]
+    cal_rng = random.Random(args.seed + 1_000_003)
+    calib = [f"proxyless:{','.join(random_proxyless_choices(cal_rng))}"
+             for _ in range(args.calibrate)]
+    calib = [c for c in calib if c not in specs]
+    specs += calib
     rules = FusionRules.load(args.rules) if args.rules else rules_for("host-ort")
     naive = FusionRules.none()
     policy = TimingPolicy(rel_tol=args.rel_tol, budget_s=args.budget_s)
@@ -84,15 +102,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[{time.time() - t0:.0f}s] {len(specs)} networks built", file=sys.stderr)
 
     kernel_keys = graphs_kernel_keys(graphs.values(), rules)
-    rep = build_table("host-ort", kernel_keys, args.table, threads=args.threads, policy=policy)
+    rep = build_table("host-ort", kernel_keys, table_path, threads=args.threads, policy=policy,
+                      method=method)
     block_keys = list(dict.fromkeys(k for s in specs if s != "resnet18"
                                     for k in mbnet_block_keys(parse_arch(s))))
-    rep_b = build_table("host-ort", block_keys, args.block_table, threads=args.threads,
-                        policy=policy)
+    rep_b = build_table("host-ort", block_keys, block_path, threads=args.threads,
+                        policy=policy, method=method)
     for r in (rep, rep_b):
         for key, why in r.failed:
             print(f"failed to measure {key}: {why}", file=sys.stderr)
-    table, block_table = LatencyTable.load(args.table), LatencyTable.load(args.block_table)
+    table, block_table = LatencyTable.load(table_path), LatencyTable.load(block_path)
     print(f"[{time.time() - t0:.0f}s] tables: {len(kernel_keys)} kernel keys, "
           f"{len(block_keys)} block keys", file=sys.stderr)
 
@@ -110,12 +129,14 @@ def main(argv: list[str] | None = None) -> int:
         results.append({"arch": s, "measured_ms": measured, "lut_fused_ms": fused,
                         "lut_naive_ms": unfused, "lut_block_ms": block,
                         "e2e_samples": int(timing.samples.size),
-                        "e2e_converged": timing.converged})
+                        "e2e_converged": timing.converged, "calibration_only": s in calib})
         name = s if len(s) < 24 else s[:21] + "..."
         print(f"{name:24s} measured {measured:8.3f} ms  fused {fused:8.3f} "
               f"({fused / measured:5.3f})  naive {unfused:8.3f} ({unfused / measured:5.3f})"
               + (f"  block {block:8.3f} ({block / measured:5.3f})" if block else ""))
 
+    cal = [r for r in results if r["calibration_only"]]
+    results = [r for r in results if not r["calibration_only"]]
     true = [r["measured_ms"] for r in results]
     summary = {
         "with_fusion": _metrics(true, [r["lut_fused_ms"] for r in results]),
@@ -124,13 +145,25 @@ def main(argv: list[str] | None = None) -> int:
     blk = [r for r in results if r["lut_block_ms"] is not None]
     summary["block_lut"] = _metrics([r["measured_ms"] for r in blk],
                                     [r["lut_block_ms"] for r in blk])
-    print(f"\n{len(results)} networks, {args.threads} thread(s), fusion rules "
-          f"{rules.backend} ({rules.basis}); elapsed {time.time() - t0:.0f} s")
+    scales = {}
+    if cal:
+        for name, col in (("with_fusion", "lut_fused_ms"), ("naive_no_fusion", "lut_naive_ms")):
+            scale = float(np.median([r["measured_ms"] / r[col] for r in cal]))
+            scales[name] = scale
+            summary[f"{name}_calibrated"] = _metrics(true, [scale * r[col] for r in results])
+            summary[f"{name}_calibrated"]["scale"] = scale
+    print(f"\n{len(results)} networks evaluated, {args.threads} thread(s), table method "
+          f"{method}, fusion rules {rules.backend} ({rules.basis}); elapsed "
+          f"{time.time() - t0:.0f} s")
+    if cal:
+        print(f"calibration (labelled; fitted on {len(cal)} other random networks only): "
+              + ", ".join(f"{k} x{v:.4f}" for k, v in scales.items()))
     for name, m in summary.items():
         print(f"  {name:16s} +-10% acc {100 * m['acc10']:5.1f} %   RMSPE {m['rmspe_pct']:6.2f} %"
               f"   Spearman {m['spearman']:.3f}   mean pred/true {m['mean_ratio']:.3f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"results": results, "summary": summary,
+        Path(args.json).write_text(json.dumps({"results": results, "calibration": cal,
+                                               "summary": summary, "method": method,
                                                "versions": backend.versions(),
                                                "threads": args.threads}, indent=2))
     return 0

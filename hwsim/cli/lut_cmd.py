@@ -30,7 +30,7 @@ def _build(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("lut") / f"{args.device}.csv"
     policy = TimingPolicy(rel_tol=args.rel_tol, budget_s=args.budget_s)
     report = build_table(args.device, keys, out, threads=args.threads,
-                         progress=not args.no_progress, policy=policy)
+                         progress=not args.no_progress, policy=policy, method=args.method)
     print(f"{out}: {report.total} keys, {report.already_present} already present, "
           f"{len(report.added)} added, {len(report.failed)} failed")
     for key, why in report.failed:
@@ -60,6 +60,8 @@ def _show(args: argparse.Namespace) -> int:
     print(f"  devices:  {', '.join(summary['devices'])}   backends: "
           f"{', '.join(b or '-' for b in summary['backends'])}   threads: "
           f"{', '.join(map(str, summary['threads'])) or '-'}")
+    if summary["methods"]:
+        print(f"  methods:  {', '.join(f'{k} {v}' for k, v in summary['methods'].items())}")
     lat = summary["latency_ms"]
     if lat:
         print(f"  latency_ms: min {lat['min']:.4g}  median {lat['median']:.4g}  max "
@@ -73,18 +75,26 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _fusion(args: argparse.Namespace) -> int:
-    from hwsim.latency.fusion import RULES_DIR, detect_rules
+    from hwsim.latency.fusion import RULES_DIR, detect_rules, detect_rules_from_graph
     from hwsim.latency.host_backends import make_backend
     from hwsim.latency.measure import OpMeasurer
 
     backend = make_backend(args.device, args.threads)
-    rules = detect_rules(backend, OpMeasurer(backend), margin_rel=args.margin)
+    if hasattr(backend, "optimized_ops") and not args.timing:
+        rules = detect_rules_from_graph(backend)
+    else:
+        rules = detect_rules(backend, OpMeasurer(backend, method="wall"), margin_rel=args.margin)
     out = Path(args.out) if args.out else RULES_DIR / f"{args.device}.yaml"
     rules.save(out)
     for r in rules.rules:
         ev = r.evidence
-        times = (f"parts {ev['t_parts_ms']} ms, sequence {ev['t_sequence_ms']} ms"
-                 if "t_parts_ms" in ev else ev.get("untested", ""))
+        if "optimized_with_sequence" in ev:
+            times = (f"runtime runs {ev['optimized_with_sequence']} (context "
+                     f"{ev['optimized_context']})")
+        elif "t_parts_ms" in ev:
+            times = f"parts {ev['t_parts_ms']} ms, sequence {ev['t_sequence_ms']} ms"
+        else:
+            times = ev.get("untested", "")
         print(f"  {'+'.join(r.ops):24s} {'fused' if r.fused else 'separate':8s} {times}")
     print(f"{out}: {sum(r.fused for r in rules.rules)} of {len(rules.rules)} sequences fused")
     return 0
@@ -107,6 +117,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="stop when the median's 95%% CI half-width is below this (default 0.02)")
     p.add_argument("--budget-s", type=float, default=3.0,
                    help="time budget per op in seconds (default 3)")
+    p.add_argument("--method", choices=["kernel", "wall", "wall-cold"],
+                   help="what a sample times (default: the backend's; host-ort: kernel = ORT "
+                        "profiler kernel time without boundary layout conversions; wall = "
+                        "warm wall time minus empty-model overhead; wall-cold = wall cycling "
+                        "through copies exceeding the last-level cache)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_build)
 
@@ -127,5 +142,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--margin", type=float, default=0.5,
                    help="fused when sum(parts) - t(seq) > MARGIN * min(parts) (default 0.5)")
+    p.add_argument("--timing", action="store_true",
+                   help="detect by timing A, B and A+B even where the runtime's optimized graph "
+                        "can be read (host-ort)")
     p.add_argument("--out", help="YAML to write (default: the shipped rules file)")
     p.set_defaults(func=_fusion)

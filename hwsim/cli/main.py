@@ -16,6 +16,7 @@ _COMMAND_MODULES = [
     "hwsim.cli.lut_cmd",
     "hwsim.cli.latency_cmd",
     "hwsim.cli.predictor_cmd",
+    "hwsim.cli.search_cmd",
 ]
 
 

@@ -91,7 +91,7 @@ class Calibration(_Strict):
 
 
 class _NumericsBase(_Strict):
-    bits: int = Field(ge=1, le=32)
+    bits: int = Field(ge=1, le=48)
     rounding: Rounding = Rounding.RNE
     seed: int | None = Field(default=None, description="seed of stochastic rounding")
     calibration: Calibration = Calibration()
@@ -155,8 +155,12 @@ class UniformNumerics(_NumericsBase):
             raise ValueError("'matmul_granularity: per_channel' needs an 'axis'; use it only "
                              "with granularity 'per_channel' (and matmul_granularity "
                              "'per_tensor')")
-        if not 2 <= self.bits <= 32:
-            raise ValueError(f"uniform bits must be in 2..32, got {self.bits}")
+        # biases at the accumulator scale may be wider than 32 bits (TFLite 16x8 keeps int64
+        # biases); 48 bits keeps every code exact in float64
+        max_bits = 48 if self.scale_rule == "derived" else 32
+        if not 2 <= self.bits <= max_bits:
+            raise ValueError(f"uniform bits must be in 2..{max_bits} (scale_rule "
+                             f"{self.scale_rule!r}), got {self.bits}")
         if self.granularity is Granularity.PER_CHANNEL and self.axis is None:
             raise ValueError("granularity 'per_channel' needs 'axis' (e.g. 0 for conv weights)")
         if self.granularity is Granularity.PER_TENSOR and self.axis is not None:
@@ -411,8 +415,97 @@ class UnspecifiedPrecision(_Strict):
     unspecified: str = Field(min_length=10, description="why, and what would be needed")
 
 
+class BitFlexibleConfiguration(_Strict):
+    """One instance of a bit-flexible accelerator (array size, clock, memory, energy).
+
+    array_rows x array_cols: processing elements (bit_brick: Fusion Units; bit_serial: BISMO's
+    Dm x Dn dot-product units). dot_product_bits: bit_serial only, BISMO's Dk (binary products
+    summed per unit per cycle). batch: images per inference the latency is given for.
+    energy_pj_per_unit_op: one BitBrick product (bit_brick) or one binary product (bit_serial);
+    energy_pj_per_dram_byte: one byte moved to or from DRAM. Give both energy figures or none.
+    """
+
+    batch: int = Field(ge=1)
+    array_rows: int = Field(ge=1)
+    array_cols: int = Field(ge=1)
+    dot_product_bits: int | None = Field(default=None, ge=1)
+    clock_mhz: float = Field(gt=0.0)
+    memory_bandwidth_gb_s: float = Field(gt=0.0)
+    energy_pj_per_unit_op: float | None = Field(default=None, gt=0.0)
+    energy_pj_per_dram_byte: float | None = Field(default=None, gt=0.0)
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _energy_pair(self) -> BitFlexibleConfiguration:
+        if (self.energy_pj_per_unit_op is None) != (self.energy_pj_per_dram_byte is None):
+            raise ValueError("give both 'energy_pj_per_unit_op' and 'energy_pj_per_dram_byte', "
+                             "or neither")
+        return self
+
+
+class BitFlexible(_Strict):
+    """Cost model of a bit-flexible accelerator (HAQ's targets; DESIGN.md B9), a **model**.
+
+    model:
+      bit_brick (BitFusion): a product of a w-bit weight and an a-bit activation takes
+        (w'/brick_bits) * (a'/brick_bits) BitBricks, w' and a' the widths rounded up to the next
+        entry of ``operand_bits``; each Fusion Unit has ``bricks_per_unit`` bricks working every
+        cycle: cycles = ceil(batch * MACs * bricks per product / (rows * cols * bricks_per_unit)).
+      bit_serial (BISMO): a layer is a GEMM per group (M output channels, K = inputs per output,
+        N = batch * output pixels) run as w' * a' binary GEMMs on a Dm x Dn array of Dk-bit
+        dot-product units: cycles = groups * ceil(M/Dm) * ceil(N/Dn) * ceil(K/Dk) * w' * a'.
+    Latency = max(cycles / clock, DRAM bytes / bandwidth) (compute and transfers overlap); DRAM
+    bytes = weights at w bits once per batch + the input activation written and read once at a
+    bits per image. operand_bits: widths the hardware computes (sorted, unique).
+    """
+
+    model: Literal["bit_brick", "bit_serial"]
+    operand_bits: list[int] = Field(min_length=1)
+    brick_bits: int | None = Field(default=None, ge=1)
+    bricks_per_unit: int | None = Field(default=None, ge=1)
+    configurations: dict[str, BitFlexibleConfiguration] = Field(min_length=1)
+    default_configuration: str
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BitFlexible:
+        bits = self.operand_bits
+        if bits != sorted(set(bits)) or bits[0] < 1:
+            raise ValueError(f"'operand_bits' must be positive, sorted and unique, got {bits}")
+        if self.default_configuration not in self.configurations:
+            raise ValueError(f"'default_configuration' {self.default_configuration!r} is not one "
+                             f"of the configurations {sorted(self.configurations)}")
+        if self.model == "bit_brick":
+            if self.brick_bits is None or self.bricks_per_unit is None:
+                raise ValueError("model 'bit_brick' needs 'brick_bits' (BitFusion: 2) and "
+                                 "'bricks_per_unit' (BitFusion: 16)")
+            bad = [b for b in bits if b % self.brick_bits]
+            if bad:
+                raise ValueError(f"model 'bit_brick': operand_bits {bad} are not multiples of "
+                                 f"brick_bits {self.brick_bits}")
+            for name, cfg in self.configurations.items():
+                if cfg.dot_product_bits is not None:
+                    raise ValueError(f"configurations.{name}: 'dot_product_bits' is only for "
+                                     "model 'bit_serial'")
+        else:
+            if self.brick_bits is not None or self.bricks_per_unit is not None:
+                raise ValueError("'brick_bits' and 'bricks_per_unit' are only for model "
+                                 "'bit_brick'")
+            if bits != list(range(bits[0], bits[-1] + 1)):
+                raise ValueError(f"model 'bit_serial' computes every width from its smallest to "
+                                 f"its largest: operand_bits must be contiguous, got {bits}")
+            for name, cfg in self.configurations.items():
+                if cfg.dot_product_bits is None:
+                    raise ValueError(f"configurations.{name}: model 'bit_serial' needs "
+                                     "'dot_product_bits' (BISMO's Dk)")
+        return self
+
+
 class Performance(_Strict):
-    """Roofline-style performance figures for modeled latency (ms), with their provenance."""
+    """Roofline-style performance figures for modeled latency (ms), with their provenance.
+
+    ``bit_flexible``: optional cost model of a bit-flexible accelerator (``BitFlexible``);
+    used for per-layer (weight bits, activation bits) costs by the mixed-precision search.
+    """
 
     peak_macs_per_s: dict[str, float] = Field(default_factory=dict)
     memory_bandwidth_gb_s: float | None = Field(default=None, gt=0.0)
@@ -420,6 +513,7 @@ class Performance(_Strict):
     efficiency: dict[str, float] = Field(default_factory=dict)
     energy_pj_per_mac: dict[str, float] = Field(default_factory=dict)
     energy_pj_per_byte: float | None = Field(default=None, gt=0.0)
+    bit_flexible: BitFlexible | None = None
     sources: list[str] = Field(default_factory=list)
     assumptions: list[str] = Field(default_factory=list)
 
@@ -483,6 +577,16 @@ class DeviceSpec(_Strict):
             elif prec.activation.kind != "float":
                 raise ValueError(f"field 'precisions.{pname}': precision {pname!r} needs float "
                                  "activation numerics")
+        flex = self.performance.bit_flexible if self.performance is not None else None
+        if flex is not None:
+            widest = flex.operand_bits[-1]
+            for pname in self.specified_precisions:
+                prec = self.precisions[pname]
+                need = max(prec.weight.bits, prec.activation.bits)
+                if need > widest:
+                    raise ValueError(f"field 'performance.bit_flexible.operand_bits': precision "
+                                     f"{pname!r} needs up to {need} bits; the widest operand "
+                                     f"is {widest}")
         missing = [p for p in allowed if p not in self.precisions]
         if missing:
             raise ValueError(f"field 'bits': {missing} listed but no precision entry for them "

@@ -24,6 +24,14 @@ float (requant: float): tensors hold values on the device's grid (log, fixed poi
 
 Fusion: a ReLU or Clip whose input is a conv/linear/add output with no other consumer (and not a
 graph output) is fused into that layer; its output qparams are calibrated after the activation.
+
+Mixed precision (``layer_precisions``): per step name, a pair (weight precision, activation
+precision) of the device's precisions, either None for the emulator's ``precision``. The weight
+numerics of a conv/linear step come from the weight precision; the numerics of the step's output
+tensor (calibration and codes; pass-through ops downstream share them) from the activation
+precision; the bias numerics and the arithmetic (accumulator, requantization, float
+accumulation) from the wider of the two (more bits; the weight precision on a tie). Graph inputs
+and steps without an entry use ``precision``. Overrides must keep the engine of ``precision``.
 """
 
 from __future__ import annotations
@@ -43,7 +51,12 @@ from hwsim.emulate.integer_elementwise import (
     global_average_pool_codes,
     qlinear_add,
 )
-from hwsim.emulate.integer_ops import conv2d_accumulate, linear_accumulate
+from hwsim.emulate.integer_ops import (
+    PreparedWeights,
+    conv2d_accumulate,
+    linear_accumulate,
+    prepare_weights,
+)
 from hwsim.emulate.requant import make_requantizer
 from hwsim.errors import EmulationError, HwsimError, UnsupportedOpError
 from hwsim.graph.ir import Graph, Node, OpType
@@ -158,10 +171,13 @@ class Emulator:
     trailing underscore), ``run`` executes it.
     """
 
-    def __init__(self, graph: Graph, device: Device, precision: str | None = None) -> None:
+    def __init__(self, graph: Graph, device: Device, precision: str | None = None,
+                 layer_precisions: Mapping[str, tuple[str | None, str | None]] | None = None
+                 ) -> None:
         self.graph = graph
         self.device = device
         self.precision = precision or device.default_precision
+        self.layer_precisions = dict(layer_precisions or {})
 
     # ------------------------------------------------------------------ planning
     @property
@@ -192,8 +208,48 @@ class Emulator:
                 raise UnsupportedOpError(f"{self._where(node)}: op not supported by the "
                                          f"emulator; supported: {supported}")
 
-    def _weight_quantizer(self, node: Node):
-        num = self.numerics.weight
+    def _step_precisions(self, step: Step) -> tuple[str, str, str]:
+        """(weight, activation, arithmetic) precision names of ``step`` (module docstring)."""
+        w, a = self.layer_precisions.get(step.name, (None, None))
+        w, a = w or self.precision, a or self.precision
+        wide = w if (_widest_bits(self.device.precision(w))
+                     >= _widest_bits(self.device.precision(a))) else a
+        return w, a, wide
+
+    def _check_layer_precisions(self) -> None:
+        steps = {s.name: s for s in plan_steps(self.graph)}
+        for name, pair in self.layer_precisions.items():
+            where = f"layer_precisions[{name!r}]"
+            if name not in steps:
+                raise EmulationError(f"{where}: no step of that name; steps: {list(steps)}")
+            if not (isinstance(pair, tuple) and len(pair) == 2):
+                raise EmulationError(f"{where}: expected a pair (weight precision, activation "
+                                     f"precision), got {pair!r}")
+            step = steps[name]
+            w, a = pair
+            if w is not None and step.node.op not in (OpType.CONV2D, OpType.LINEAR):
+                raise EmulationError(f"{where}: step {name!r} ({step.label}) has no weights; "
+                                     "give None as its weight precision")
+            if a is not None and self._passes_through(step):
+                raise EmulationError(f"{where}: step {name!r} ({step.label}) passes its input's "
+                                     "qparams through; set the activation precision on the "
+                                     "step producing its input")
+            for prec in (w, a):
+                if prec is None:
+                    continue
+                num = self.device.precision(prec)
+                engine = "float" if num.arithmetic.requant == "float" else "integer"
+                if engine != self.engine:
+                    raise EmulationError(f"{where}: precision {prec!r} uses the {engine} "
+                                         f"engine but {self.precision!r} the {self.engine} "
+                                         "engine; overrides must keep the engine")
+
+    def _tensor_quantizer(self, tensor: str):
+        """The quantizer of a calibrated or pass-through tensor's codes."""
+        return self.tensor_quantizers_.get(tensor, self.activation_quantizer_)
+
+    def _weight_quantizer(self, node: Node, precision: str | None = None):
+        num = self.device.precision(precision or self.precision).weight
         if (node.op is OpType.LINEAR and getattr(num, "matmul_granularity", None) is not None):
             upd: dict[str, Any] = {"granularity": num.matmul_granularity,
                                    "matmul_granularity": None}
@@ -211,6 +267,7 @@ class Emulator:
         name (e.g. from a device toolchain or a dump manifest); ``calib_x`` may be None when
         every activation tensor is fixed. Returns self."""
         self._check_supported()
+        self._check_layer_precisions()
         try:
             return self._calibrate(calib_x, batch_size, dict(fixed or {}))
         except HwsimError as err:
@@ -230,12 +287,20 @@ class Emulator:
         in_q = dev.quantizer("input", prec)
         self.input_quantizer_ = in_q
         self.activation_quantizer_ = act_q
+        self.tensor_quantizers_ = {}
         needs: dict[str, Any] = {}
         for name in self.graph.inputs:
             needs[name] = in_q.observer()
+            self.tensor_quantizers_[name] = in_q
         for step in self.steps_:
             if not self._passes_through(step):
-                needs[step.output] = act_q.observer()
+                a_prec = self._step_precisions(step)[1]
+                q = act_q if a_prec == prec else dev.quantizer("activation", a_prec)
+                self.tensor_quantizers_[step.output] = q
+                needs[step.output] = q.observer()
+            else:
+                self.tensor_quantizers_[step.output] = self._tensor_quantizer(
+                    step.node.inputs[0])
         unknown = sorted(set(fixed) - set(needs))
         if unknown:
             raise EmulationError(f"fixed qparams for {unknown}: not calibrated tensors; "
@@ -261,6 +326,7 @@ class Emulator:
         self.qparams_ = qp
         self.layers_ = {s.name: self._quantize_layer(s) for s in self.steps_
                         if s.node.op in (OpType.CONV2D, OpType.LINEAR)}
+        self._prepared_weights: dict[str, PreparedWeights] = {}
         return self
 
     def _passes_through(self, step: Step) -> bool:
@@ -270,9 +336,11 @@ class Emulator:
         node = step.node
         w = np.asarray(node.weights["weight"], dtype=np.float32)
         b = np.asarray(node.weights["bias"], dtype=np.float32)
-        wq = self._weight_quantizer(node)
-        bq = self.device.quantizer("bias", self.precision)
-        num = self.numerics
+        w_prec, _, arith_prec = self._step_precisions(step)
+        wq = self._weight_quantizer(node, w_prec)
+        bq = self.device.quantizer("bias", arith_prec)
+        num = self.device.precision(arith_prec).model_copy(
+            update={"weight": self.device.precision(w_prec).weight})
         shared = num.weight.kind == "dynamic_fixed_point" and num.bias.kind == num.weight.kind
         try:
             # Ristretto: one fixed point format for a layer's parameters (weights and bias)
@@ -365,12 +433,13 @@ class Emulator:
         return res
 
     def _dequant(self, tensor: str, c: np.ndarray) -> np.ndarray:
-        return self.activation_quantizer_.dequantize(c, self.qparams_[tensor])
+        return self._tensor_quantizer(tensor).dequantize(c, self.qparams_[tensor])
 
     def _quant_out(self, step: Step, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         qp = self.qparams_[step.output]
-        c = self.activation_quantizer_.quantize(v.astype(np.float32), qp)
-        return c, self.activation_quantizer_.dequantize(c, qp)
+        q = self._tensor_quantizer(step.output)
+        c = q.quantize(v.astype(np.float32), qp)
+        return c, q.dequantize(c, qp)
 
     def _fused_float(self, step: Step, v: np.ndarray) -> np.ndarray:
         return v if step.fused is None else apply_node(step.fused, [v])
@@ -395,7 +464,7 @@ class Emulator:
     def _integer_step(self, step: Step, codes, values, res: EmulationResult):
         node = step.node
         op = node.op
-        arith = self.numerics.arithmetic
+        arith = self.device.precision(self._step_precisions(step)[2]).arithmetic
         if op in (OpType.CONV2D, OpType.LINEAR):
             lp = self.layers_[node.name]
             xq = _as_uniform(self.qparams_[node.inputs[0]], "input")
@@ -404,17 +473,22 @@ class Emulator:
             sx, zx = _scalar_qparams(xq, "input")
             sy, zy = _scalar_qparams(yq, "output")
             x = codes[node.inputs[0]]
-            common = dict(x_zero_point=zx, w_zero_point=wq.zero_point, bias=lp.bias_codes,
+            groups = node.attrs.groups if op is OpType.CONV2D else 1
+            if node.name not in self._prepared_weights:  # planned once, reused every batch
+                self._prepared_weights[node.name] = prepare_weights(
+                    lp.weight_codes, wq.zero_point, groups)
+            common = dict(x_zero_point=zx, bias=lp.bias_codes,
                           accumulator_bits=arith.accumulator_bits,
                           accumulator_overflow=arith.accumulator_overflow,
                           int16_pair_saturation=arith.int16_pair_saturation)
             if op is OpType.CONV2D:
                 a = node.attrs
-                acc = conv2d_accumulate(x, lp.weight_codes, stride=a.stride, padding=a.padding,
-                                        dilation=a.dilation, groups=a.groups, **common)
+                acc = conv2d_accumulate(x, self._prepared_weights[node.name], stride=a.stride,
+                                        padding=a.padding, dilation=a.dilation,
+                                        groups=a.groups, **common)
                 axis = 1
             else:
-                acc = linear_accumulate(x, lp.weight_codes, **common)
+                acc = linear_accumulate(x, self._prepared_weights[node.name], **common)
                 axis = acc.values.ndim - 1
             res.overflow[step.name] = acc.overflow_count
             res.saturated_pairs[step.name] = acc.saturated_pairs
@@ -498,14 +572,15 @@ class Emulator:
     def _float_layer(self, step: Step, x: np.ndarray) -> np.ndarray:
         node = step.node
         lp = self.layers_[node.name]
-        acc = self.numerics.arithmetic.float_accumulation
+        arith_num = self.device.precision(self._step_precisions(step)[2])
+        acc = arith_num.arithmetic.float_accumulation
         w, b = lp.weight_values, lp.bias_values
         if acc in ("fp32", "fp64"):
             dt = np.float64 if acc == "fp64" else np.float32
             fn = conv2d_float if node.op is OpType.CONV2D else linear_float
             return fn(x, w, b, node, dt).astype(np.float32)
         # fp16: sequential half-precision accumulation with the activation's fp16 options
-        num = self.numerics.activation
+        num = arith_num.activation
         opts = dict(subnormals=num.subnormals, tininess=num.tininess, overflow=num.overflow,
                     nan=num.nan, signed_zero=num.signed_zero_on_flush)
         if node.op is OpType.LINEAR:
@@ -542,6 +617,11 @@ class Emulator:
 
 
 _SUPPORTED = frozenset(OpType)
+
+
+def _widest_bits(num) -> int:
+    """Bits of a precision: the wider of its weight and activation numerics."""
+    return max(num.weight.bits, num.activation.bits)
 
 
 def _bind(graph: Graph, x) -> dict[str, np.ndarray]:

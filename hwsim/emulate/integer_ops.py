@@ -24,7 +24,8 @@ are not affected.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -33,7 +34,9 @@ import torch.nn.functional as F
 from hwsim.errors import EmulationError
 
 _F32_EXACT = 1 << 24
+_F64_EXACT = 1 << 53
 _INT8_GEMM_MAX_K = 1 << 17  # K * 128 * 128 < 2^31: an int32 sum of int8 x int8 products is exact
+_PAIR_CHUNK_ELEMENTS = 1 << 22  # int32 pair products held at once by the saturation model
 
 
 def _cpu_flags() -> set[str]:
@@ -47,23 +50,48 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
-# torch._int_mm (oneDNN int8 GEMM, int32 accumulation) is exact on x86 CPUs with VNNI
-# (vpdpbusd sums four products in int32). Without VNNI oneDNN may use vpmaddubsw, whose int16
-# pair sums can saturate, so the int8 path is used only where VNNI is reported.
-_INT8_GEMM = bool({"avx512_vnni", "avx_vnni"} & _cpu_flags()) and hasattr(torch, "_int_mm")
-_F64_EXACT = 1 << 53
-_PAIR_CHUNK_ELEMENTS = 1 << 22  # int32 pair products held at once by the saturation model
+# Optional fast path: torch._int_mm (oneDNN int8 GEMM, int32 accumulation). torch has no public
+# int8 x int8 -> int32 matmul on CPU (torch.mm on int8 tensors returns int8), and the quantized
+# tensor ops requantize inside the kernel. _int_mm is private API, so it is used only (1) on
+# x86 CPUs reporting VNNI (vpdpbusd sums four products in int32; without VNNI oneDNN may use
+# vpmaddubsw, whose int16 pair sums can saturate), (2) when the environment does not set
+# HWSIM_INT8_GEMM=0, and (3) after a probe at first use agrees with exact integer math on
+# products that would saturate int16 pairs. Otherwise the exact float paths run (always correct,
+# slower). Tests run both.
+_INT8_GEMM = (bool({"avx512_vnni", "avx_vnni"} & _cpu_flags()) and hasattr(torch, "_int_mm")
+              and os.environ.get("HWSIM_INT8_GEMM", "1") != "0")
+_INT8_PROBE: list[bool] = []  # [result] once the probe ran
+
+
+def _int8_gemm_ok() -> bool:
+    """Whether the int8 GEMM fast path is enabled and passed its exactness probe."""
+    if not _INT8_GEMM:
+        return False
+    if not _INT8_PROBE:
+        rng = np.random.default_rng(0)
+        a = rng.choice(np.array([-128, 127, -1, 3], np.int8), (33, 70))
+        b = rng.choice(np.array([-128, 127, 5, -7], np.int8), (70, 19))
+        a[0, :2] = b[:2, 0] = -128  # a pair of products summing to 2^15: saturates in int16
+        try:
+            with torch.no_grad():
+                got = torch._int_mm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+            _INT8_PROBE.append(bool(np.array_equal(got, a.astype(np.int64) @ b.astype(
+                np.int64))))
+        except RuntimeError:
+            _INT8_PROBE.append(False)
+    return _INT8_PROBE[0]
 
 
 @dataclass(frozen=True, eq=False)
 class Accumulation:
     """Accumulator values of a conv/linear layer.
 
-    values: int64 array (N, O, OH, OW) for conv, (..., O) for linear, already wrapped or
-      saturated to ``accumulator_bits``; overflow_count: outputs whose exact sum (bias
-      included) is outside the accumulator range; saturated_pairs: int16 pair sums that
-      saturated (0 unless pair saturation is modelled); path: how the sum was computed
-      ("float32", "float32_split", "float64" or "int64").
+    values: integer array (N, O, OH, OW) for conv, (..., O) for linear (int32 where the sum
+      provably fits, else int64), already wrapped or saturated to ``accumulator_bits``;
+      overflow_count: outputs whose exact sum (bias included) is outside the accumulator range;
+      saturated_pairs: int16 pair sums that saturated (0 unless pair saturation is modelled);
+      path: how the sum was computed ("int8_gemm", "float32", "float32_split", "float64",
+      "int64").
     """
 
     values: np.ndarray
@@ -89,6 +117,98 @@ def _weight_zero_point(w_zero_point: np.ndarray | int, out_channels: int) -> np.
     return zw
 
 
+def _fresh_int8(a: np.ndarray) -> np.ndarray:
+    """A new C-ordered int8 copy with canonical strides. numpy keeps odd strides on size-1
+    dimensions of views (still flagged contiguous) and torch._int_mm then reads wrong
+    elements, so GEMM operands are fresh copies unless every dimension exceeds 1."""
+    out = np.empty(a.shape, dtype=np.int8)
+    out[...] = a
+    return out
+
+
+def _gemm_operand(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.int8 and a.flags.c_contiguous and min(a.shape) > 1:
+        return a
+    return _fresh_int8(a)
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedWeights:
+    """Weight codes of one conv2d / linear layer, planned once for repeated accumulation
+    (``prepare_weights``); pass it as ``w`` to ``conv2d_accumulate`` / ``linear_accumulate``.
+
+    codes: (O, C/groups, kh, kw) or (O, K) integer codes; zero_point: int64 scalar or (O,);
+    shifted: codes - zero point (int32); max_abs: max |shifted|; int8_mats: where every code
+    fits int8, per group the int8 GEMM operand (conv: (O/groups, kh*kw*C/groups) in the
+    (kh, kw, C) reduction order; linear: (K, O)), and int8_row_sums its per-output sums
+    (int64); otherwise None.
+    """
+
+    codes: np.ndarray
+    zero_point: np.ndarray
+    groups: int
+    shifted: np.ndarray
+    max_abs: int
+    int8_mats: tuple[np.ndarray, ...] | None
+    int8_row_sums: tuple[np.ndarray, ...] | None
+    _tensors: dict = field(default_factory=dict, repr=False)
+
+    def tensor(self, which: str, dtype: torch.dtype) -> torch.Tensor:
+        """Shifted weights ("full"), or their split halves ("hi", "lo"; see ``_exact_sum``),
+        as a torch tensor of ``dtype`` (cached: the weights never change)."""
+        key = (which, dtype)
+        if key not in self._tensors:
+            ws = self.shifted
+            if which != "full":
+                s = _split_bits(self.max_abs)
+                lo = ws & ((1 << s) - 1)
+                ws = lo if which == "lo" else (ws - lo) >> s
+            self._tensors[key] = torch.from_numpy(np.ascontiguousarray(ws)).to(dtype)
+        return self._tensors[key]
+
+
+def prepare_weights(w: np.ndarray, w_zero_point: np.ndarray | int = 0, groups: int = 1
+                    ) -> PreparedWeights:
+    """Plan weight codes ``w`` (conv (O, C/groups, kh, kw) or linear (O, K)) with per-tensor
+    or per-output-channel zero point for repeated accumulation."""
+    w = _check_int_codes("weight", w)
+    if w.ndim not in (2, 4):
+        raise EmulationError(f"weights must be (O, K) or (O, C/groups, kh, kw), got {w.shape}")
+    o = w.shape[0]
+    if groups < 1 or o % groups:
+        raise EmulationError(f"weights {w.shape}: groups={groups} must divide O={o}")
+    zw = _weight_zero_point(w_zero_point, o)
+    zcol = zw.reshape((-1,) + (1,) * (w.ndim - 1)) if zw.ndim else zw
+    shifted = (w.astype(np.int64) - zcol).astype(np.int32)
+    codes = np.array(w, dtype=np.int64)
+    codes.setflags(write=False)
+    mats = sums = None
+    if w.size and w.min() >= -128 and w.max() <= 127:
+        og = o // groups
+        if w.ndim == 4:
+            mats = tuple(_fresh_int8(w[g * og:(g + 1) * og].transpose(0, 2, 3, 1).reshape(og, -1))
+                         for g in range(groups))
+            sums = tuple(m.sum(axis=1, dtype=np.int64) for m in mats)
+        else:
+            mats = (_fresh_int8(w.T),)
+            sums = (w.sum(axis=1, dtype=np.int64),)
+    return PreparedWeights(codes=codes, zero_point=zw, groups=groups, shifted=shifted,
+                           max_abs=int(np.abs(shifted).max(initial=0)), int8_mats=mats,
+                           int8_row_sums=sums)
+
+
+def _prepared(w, w_zero_point, groups: int) -> PreparedWeights:
+    if not isinstance(w, PreparedWeights):
+        return prepare_weights(w, 0 if w_zero_point is None else w_zero_point, groups)
+    if w.groups != groups:
+        raise EmulationError(f"prepared weights have groups={w.groups}, the call groups={groups}")
+    if w_zero_point is not None and not np.array_equal(
+            np.broadcast_to(np.asarray(w_zero_point), np.shape(w.zero_point)), w.zero_point):
+        raise EmulationError("w_zero_point differs from the prepared weights' zero point "
+                             "(leave it None with prepared weights)")
+    return w
+
+
 def _bias(bias: np.ndarray | None, out_channels: int, accumulator_bits: int = 32
           ) -> np.ndarray | None:
     """Bias codes at the accumulator scale: int32, or int64 with a wider accumulator (TFLite's
@@ -105,105 +225,74 @@ def _bias(bias: np.ndarray | None, out_channels: int, accumulator_bits: int = 32
     return b
 
 
+def _add_bias(acc: np.ndarray, bias: np.ndarray | None, bound: int) -> np.ndarray:
+    """acc + bias exactly; in place in int32 when every |sum| <= ``bound`` < 2^31."""
+    if bias is None:
+        return acc
+    if acc.dtype == np.int32 and bound < (1 << 31):
+        np.add(acc, bias.astype(np.int32), out=acc)
+        return acc
+    return acc.astype(np.int64) + bias
+
+
 def _finish(exact: np.ndarray, accumulator_bits: int, overflow: str, saturated_pairs: int,
-            path: str) -> Accumulation:
+            path: str, bound: int) -> Accumulation:
+    """Apply the accumulator width; ``bound`` >= every |exact| (skips the scan when it fits)."""
     if not 16 <= accumulator_bits <= 64:
         raise EmulationError(f"accumulator_bits must be in 16..64, got {accumulator_bits}")
+    if overflow not in ("wrap", "saturate"):
+        raise EmulationError(f"accumulator_overflow must be 'wrap' or 'saturate', got "
+                             f"{overflow!r}")
     lo = -(1 << (accumulator_bits - 1))
     hi = (1 << (accumulator_bits - 1)) - 1
     count = 0
-    if exact.size and (int(exact.min()) < lo or int(exact.max()) > hi):
+    if bound > hi and exact.size and (int(exact.min()) < lo or int(exact.max()) > hi):
         count = int(np.count_nonzero((exact < lo) | (exact > hi)))
     if count == 0 or accumulator_bits == 64:
         values = exact
     elif overflow == "wrap":
         span = 1 << accumulator_bits
-        values = ((exact - lo) & (span - 1)) + lo
-    elif overflow == "saturate":
-        values = np.clip(exact, lo, hi)
+        values = ((exact.astype(np.int64) - lo) & (span - 1)) + lo
     else:
-        raise EmulationError(f"accumulator_overflow must be 'wrap' or 'saturate', got "
-                             f"{overflow!r}")
+        values = np.clip(exact, lo, hi)
     return Accumulation(values=values, overflow_count=count, saturated_pairs=saturated_pairs,
                         path=path)
-
-
-def _add_bias(acc: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """acc + bias exactly: stays int32 when |acc| + |bias| < 2^31, else widens to int64."""
-    if acc.dtype != np.int64 and (
-            int(np.abs(acc).max(initial=0)) + int(np.abs(bias).max(initial=0)) >= (1 << 31)):
-        acc = acc.astype(np.int64)
-    return acc + bias.astype(acc.dtype)
 
 
 def _split_bits(max_abs_w: int) -> int:
     return max(1, (int(max_abs_w).bit_length() + 1) // 2)
 
 
-def _exact_sum(run_float, mx: int, ws: np.ndarray, k: int, run_int64) -> tuple[
+def _exact_sum(run_float, mx: int, pw: PreparedWeights, k: int, run_int64) -> tuple[
         np.ndarray, str]:
     """Exact integer sum of products via the cheapest exact float path (see module doc).
 
-    mx: max |x - zx|; ws: weights minus zero point (int32); ``run_float(w, dtype)`` computes
-    the sums of the layer's shifted input with weights ``w`` in ``dtype`` (a torch tensor);
-    ``run_int64(w)`` exactly. float32 results are exact integers below 2^24 (returned as int32).
+    mx: max |x - zx|; ``run_float(which, dtype)`` computes the sums of the layer's shifted
+    input with ``pw.tensor(which, dtype)``; ``run_int64()`` exactly in int64. float32 results
+    are exact integers below 2^24 (returned as int32).
     """
-    mw = int(np.abs(ws).max(initial=0))
+    mw = pw.max_abs
     bound = k * mx * mw
     if bound < _F32_EXACT:
-        return run_float(ws, torch.float32).to(torch.int32).numpy(), "float32"
+        return run_float("full", torch.float32).to(torch.int32).numpy(), "float32"
     s = _split_bits(mw)
-    lo = ws & ((1 << s) - 1)  # in [0, 2^s)
-    hi = (ws - lo) >> s
-    if k * mx * max(int(np.abs(hi).max(initial=0)), (1 << s) - 1) < _F32_EXACT:
-        acc_hi = run_float(hi, torch.float32).to(torch.int64)
-        acc_lo = run_float(lo, torch.float32).to(torch.int64)
+    hi_max = int(np.abs((pw.shifted - (pw.shifted & ((1 << s) - 1))) >> s).max(initial=0))
+    if k * mx * max(hi_max, (1 << s) - 1) < _F32_EXACT:
+        acc_hi = run_float("hi", torch.float32).to(torch.int64)
+        acc_lo = run_float("lo", torch.float32).to(torch.int64)
         return ((acc_hi << s) + acc_lo).numpy(), "float32_split"
     if bound < _F64_EXACT:
-        return run_float(ws, torch.float64).to(torch.int64).numpy(), "float64"
-    return run_int64(ws), "int64"
+        return run_float("full", torch.float64).to(torch.int64).numpy(), "float64"
+    return run_int64(), "int64"
 
 
-def _max_shift(x: np.ndarray, zero_point: int) -> int:
-    """max |x - zero_point| over x (0 for an empty x)."""
-    if x.size == 0:
-        return 0
-    return max(int(x.max()) - zero_point, zero_point - int(x.min()), 0)
-
-
-def _int8_offset(x: np.ndarray, zero_point: int) -> int | None:
-    """c such that x - c and zero_point - c fit int8 (0 for int8 codes, 128 for uint8), or
-    None when the codes do not fit the int8 GEMM path."""
-    lo, hi = int(x.min(initial=0)), int(x.max(initial=0))
+def _int8_offset(lo: int, hi: int, zero_point: int) -> int | None:
+    """c such that codes in [lo, hi] minus c and zero_point - c fit int8 (0 for int8 codes,
+    128 for uint8), or None when the codes do not fit the int8 GEMM path."""
     for c in (0, 128):
         if c - 128 <= min(lo, zero_point) and max(hi, zero_point) <= c + 127:
             return c
     return None
-
-
-def _fresh_int8(a: np.ndarray) -> np.ndarray:
-    """A new C-ordered int8 copy with canonical strides. numpy keeps odd strides on size-1
-    dimensions of views (still flagged contiguous) and torch._int_mm then reads wrong
-    elements, so GEMM operands are always fresh copies."""
-    out = np.empty(a.shape, dtype=np.int8)
-    out[...] = a
-    return out
-
-
-def _linear_int8(x2, w, zx, zw, offset):
-    """Exact linear sums W (O, K) @ (x - offset)^T with torch's int8 GEMM, corrected for the
-    zero points as in ``_conv_int8`` (int64 result)."""
-    o, k = w.shape
-    xt = _fresh_int8((x2.astype(np.int16) - offset).T)  # (K, M)
-    wk = _fresh_int8(w)
-    with torch.no_grad():
-        acc = torch._int_mm(torch.from_numpy(wk), torch.from_numpy(xt)).numpy().astype(
-            np.int64)  # (O, M)
-    zwv = np.broadcast_to(zw, (o,)).astype(np.int64)
-    acc += ((offset - zx) * (wk.sum(axis=1, dtype=np.int64) - k * zwv))[:, None]
-    if np.any(zwv != 0):
-        acc -= zwv[:, None] * xt.sum(axis=0, dtype=np.int64)[None, :]
-    return acc.T
 
 
 def conv_output_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: int,
@@ -286,38 +375,49 @@ def _pair_saturation_delta(cols: np.ndarray, wk: np.ndarray) -> tuple[np.ndarray
     return delta, count
 
 
-def _conv_float(x, w, zx, zw, stride, padding, dilation, groups, oh, ow):
-    """Exact conv sums by float32 / split float32 / float64 convolution or int64 GEMM."""
+def _conv_float(x, pw: PreparedWeights, zx, mx, stride, padding, dilation, oh, ow,
+                bias_f32: np.ndarray | None = None):
+    """Exact conv sums by float32 / split float32 / float64 convolution or int64 GEMM.
+    ``bias_f32``: bias added inside a float32 convolution (the caller guarantees every
+    |sum + bias| < 2^24, so the float32 result stays exact); ignored by the other paths."""
     n = x.shape[0]
-    o, cg, kh, kw = w.shape
+    o, cg, kh, kw = pw.codes.shape
+    groups = pw.groups
     pt, pl, pb, pr = padding
-    ws = w.astype(np.int32) - (zw.reshape(-1, 1, 1, 1) if zw.ndim else zw).astype(np.int32)
     k = cg * kh * kw
     shifted: dict[torch.dtype, torch.Tensor] = {}
 
-    def run_float(wa: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    def run_float(which: str, dtype: torch.dtype) -> torch.Tensor:
         with torch.no_grad():
-            if dtype not in shifted:  # x - zx, zero-padded (= zero point padding)
-                shifted[dtype] = F.pad(torch.from_numpy(x).to(dtype) - zx, (pl, pr, pt, pb))
-            return F.conv2d(shifted[dtype], torch.from_numpy(wa).to(dtype), stride=stride,
-                            dilation=dilation, groups=groups)
+            if dtype not in shifted:  # x - zx: zero padding is zero point padding
+                t = torch.from_numpy(x).to(dtype)
+                t.sub_(zx)
+                if (pt, pl) != (pb, pr):
+                    t = F.pad(t, (pl, pr, pt, pb))
+                shifted[dtype] = t
+            pad = (pt, pl) if (pt, pl) == (pb, pr) else (0, 0)
+            b = (torch.from_numpy(bias_f32) if bias_f32 is not None and which == "full"
+                 and dtype == torch.float32 else None)
+            return F.conv2d(shifted[dtype], pw.tensor(which, dtype), b, stride=stride,
+                            padding=pad, dilation=dilation, groups=groups)
 
-    def run_int64(wa: np.ndarray) -> np.ndarray:
+    def run_int64() -> np.ndarray:
         xa = np.pad(x.astype(np.int64) - zx, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
         out = np.empty((n, o, oh, ow), dtype=np.int64)
         og = o // groups
         for g in range(groups):  # exact fallback: int64 GEMM per group
             cols = _im2col(xa[:, g * cg:(g + 1) * cg], kh, kw, stride, dilation, oh,
                            ow).reshape(n * oh * ow, -1)
-            wk = wa[g * og:(g + 1) * og].astype(np.int64).transpose(0, 2, 3, 1).reshape(og, -1)
+            wk = pw.shifted[g * og:(g + 1) * og].astype(np.int64).transpose(0, 2, 3, 1).reshape(
+                og, -1)
             out[:, g * og:(g + 1) * og] = (cols @ wk.T).reshape(n, oh, ow, og).transpose(
                 0, 3, 1, 2)
         return out
 
-    return _exact_sum(run_float, _max_shift(x, zx), ws, k, run_int64)
+    return _exact_sum(run_float, mx, pw, k, run_int64)
 
 
-def _conv_int8(x, w, zx, zw, offset, stride, padding, dilation, groups, oh, ow):
+def _conv_int8(x, pw: PreparedWeights, zx, mx, offset, stride, padding, dilation, oh, ow):
     """Exact conv sums by int8 im2col and torch's int8 GEMM, W (O, K) @ cols (K, pixels).
 
     cols hold x - offset (int8; padded taps zx - offset). The sum over k of
@@ -326,155 +426,200 @@ def _conv_int8(x, w, zx, zw, offset, stride, padding, dilation, groups, oh, ow):
     in the intermediate terms cancels, so int32 arithmetic is exact; otherwise int64 is used.
     """
     n = x.shape[0]
-    o, cg, kh, kw = w.shape
+    o, cg, kh, kw = pw.codes.shape
+    groups = pw.groups
     og = o // groups
     k = kh * kw * cg
     pt, pl, pb, pr = padding
     sh, sw = stride
     dh, dw = dilation
-    xh = (x.astype(np.int16) - offset).astype(np.int8)
-    xh = np.pad(xh, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=zx - offset)
-    zwv = np.broadcast_to(zw, (o,)).astype(np.int64)
-    mx = max(int(x.max(initial=zx)) - zx, zx - int(x.min(initial=zx)))
-    mw = int(np.abs(w.astype(np.int64) - zwv.reshape(-1, 1, 1, 1)).max(initial=0))
-    wide = np.int64 if k * mx * mw >= (1 << 31) else np.int32
+    xh = (x - offset).astype(np.int8)
+    if any(padding):
+        xh = np.pad(xh, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=zx - offset)
+    zwv = np.broadcast_to(pw.zero_point, (o,))
+    wide = np.int64 if k * mx * pw.max_abs >= (1 << 31) else np.int32
     d = offset - zx
-    out = np.empty((n, o, oh, ow), dtype=wide)
+    pointwise = kh == kw == 1 and stride == (1, 1)
+    out = None if (n == 1 and groups == 1) else np.empty((n, o, oh, ow), dtype=wide)
     for g in range(groups):  # loops over groups and kernel taps, never over pixels
-        cols = np.empty((kh, kw, cg, n, oh, ow), dtype=np.int8)
-        for i in range(kh):
-            for j in range(kw):
-                cols[i, j] = xh[:, g * cg:(g + 1) * cg, i * dh: i * dh + sh * (oh - 1) + 1: sh,
-                                j * dw: j * dw + sw * (ow - 1) + 1: sw].transpose(1, 0, 2, 3)
-        cols = cols.reshape(k, -1)
-        wk = _fresh_int8(w[g * og:(g + 1) * og].transpose(0, 2, 3, 1).reshape(og, k))
+        if pointwise and n == 1:
+            cols = xh[0, g * cg:(g + 1) * cg].reshape(cg, -1)
+        else:
+            cols = np.empty((kh, kw, cg, n, oh, ow), dtype=np.int8)
+            for i in range(kh):
+                for j in range(kw):
+                    cols[i, j] = xh[:, g * cg:(g + 1) * cg,
+                                    i * dh: i * dh + sh * (oh - 1) + 1: sh,
+                                    j * dw: j * dw + sw * (ow - 1) + 1: sw].transpose(1, 0, 2, 3)
+            cols = cols.reshape(k, -1)
+        cols = _gemm_operand(cols)
         zg = zwv[g * og:(g + 1) * og]
         with torch.no_grad():
-            acc = torch._int_mm(torch.from_numpy(wk), torch.from_numpy(cols)).numpy()
+            acc = torch._int_mm(torch.from_numpy(pw.int8_mats[g]), torch.from_numpy(cols)
+                                ).numpy()
         acc = acc.astype(wide, copy=False)
-        corr = d * (wk.sum(axis=1, dtype=np.int64) - k * zg)
-        acc += corr.astype(wide)[:, None]
+        corr = d * (pw.int8_row_sums[g] - k * zg)
+        np.add(acc, corr.astype(wide)[:, None], out=acc)
         if np.any(zg != 0):
             acc -= zg.astype(wide)[:, None] * cols.sum(axis=0, dtype=np.int64).astype(wide)
+        if out is None:
+            return acc.reshape(1, o, oh, ow)
         out[:, g * og:(g + 1) * og] = acc.reshape(og, n, oh, ow).transpose(1, 0, 2, 3)
     return out
 
 
-def conv2d_accumulate(x: np.ndarray, w: np.ndarray, *, x_zero_point: int = 0,
-                      w_zero_point: np.ndarray | int = 0, bias: np.ndarray | None = None,
-                      stride: tuple[int, int] = (1, 1),
+def _check_pair_saturation_codes(x: np.ndarray, codes: np.ndarray) -> None:
+    if x.min(initial=0) < 0 or x.max(initial=0) > 255 or codes.min(initial=0) < -128 or (
+            codes.max(initial=0) > 127):
+        raise EmulationError("int16_pair_saturation models u8 activations x s8 weights "
+                             "(vpmaddubsw): activation codes must be in [0, 255] and "
+                             "weight codes in [-128, 127]")
+
+
+def conv2d_accumulate(x: np.ndarray, w: np.ndarray | PreparedWeights, *,
+                      x_zero_point: int = 0, w_zero_point: np.ndarray | int | None = None,
+                      bias: np.ndarray | None = None, stride: tuple[int, int] = (1, 1),
                       padding: tuple[int, int, int, int] = (0, 0, 0, 0),
                       dilation: tuple[int, int] = (1, 1), groups: int = 1,
                       accumulator_bits: int = 32, accumulator_overflow: str = "wrap",
                       int16_pair_saturation: bool = False) -> Accumulation:
     """Integer 2-D convolution accumulator on codes.
 
-    x: (N, C, H, W) activation codes; w: (O, C/groups, kh, kw) weight codes; zero points per
-    tensor for x, per tensor or per output channel for w; bias: int32 codes (O,) at scale
+    x: (N, C, H, W) activation codes; w: (O, C/groups, kh, kw) weight codes, or
+    ``PreparedWeights`` (then ``w_zero_point`` is taken from it); zero points per tensor for x,
+    per tensor or per output channel for w (None: 0); bias: int32 codes (O,) at scale
     s_x * s_w. padding: (top, left, bottom, right), padded taps hold ``x_zero_point``.
     """
     x = _check_int_codes("conv2d input", x)
-    w = _check_int_codes("conv2d weight", w)
+    if not isinstance(w, PreparedWeights):
+        w = _check_int_codes("conv2d weight", w)
     stride = tuple(int(v) for v in stride)
     dilation = tuple(int(v) for v in dilation)
     padding = tuple(int(v) for v in padding)
     if len(stride) != 2 or len(dilation) != 2 or len(padding) != 4:
         raise EmulationError(f"conv2d: stride {stride} and dilation {dilation} need 2 values, "
                              f"padding {padding} needs 4 (top, left, bottom, right)")
-    n, c, o, cg, kh, kw, oh, ow = _conv_geometry(x, w, stride, padding, dilation, groups)
-    zw = _weight_zero_point(w_zero_point, o)
+    codes = w.codes if isinstance(w, PreparedWeights) else w
+    n, c, o, cg, kh, kw, oh, ow = _conv_geometry(x, codes, stride, padding, dilation, groups)
+    pw = _prepared(w, w_zero_point, groups)
     b = _bias(bias, o, accumulator_bits)
     zx = int(x_zero_point)
-    pt, pl, pb, pr = padding
     k = cg * kh * kw
-    og = o // groups
-    depthwise = cg == 1 and og == 1
-    offset = _int8_offset(x, zx) if _INT8_GEMM and not depthwise else None
-    if offset is not None and k < _INT8_GEMM_MAX_K and w.min(initial=0) >= -128 and (
-            w.max(initial=0) <= 127):
-        acc = _conv_int8(x, w, zx, zw, offset, stride, padding, dilation, groups, oh, ow)
+    depthwise = cg == 1 and o == groups
+    x_lo, x_hi = (int(x.min()), int(x.max())) if x.size else (zx, zx)
+    mx = max(x_hi - zx, zx - x_lo, 0)
+    offset = (_int8_offset(x_lo, x_hi, zx) if _int8_gemm_ok() and not depthwise
+              and pw.int8_mats is not None and k < _INT8_GEMM_MAX_K else None)
+    # |sum| <= K max|x - zx| max|w - zw| + max|bias| (pair saturation only shrinks sums)
+    bound = k * mx * pw.max_abs + (int(np.abs(b).max(initial=0)) if b is not None else 0)
+    bias_in_float = b is not None and bound < _F32_EXACT and not int16_pair_saturation
+    if offset is not None:
+        bias_in_float = False
+        acc = _conv_int8(x, pw, zx, mx, offset, stride, padding, dilation, oh, ow)
         path = "int8_gemm"
     else:
-        acc, path = _conv_float(x, w, zx, zw, stride, padding, dilation, groups, oh, ow)
+        acc, path = _conv_float(x, pw, zx, mx, stride, padding, dilation, oh, ow,
+                                b.astype(np.float32) if bias_in_float else None)
     saturated = 0
     if int16_pair_saturation and not depthwise:
-        if x.min(initial=0) < 0 or x.max(initial=0) > 255 or w.min(initial=0) < -128 or (
-                w.max(initial=0) > 127):
-            raise EmulationError("int16_pair_saturation models u8 activations x s8 weights "
-                                 "(vpmaddubsw): activation codes must be in [0, 255] and "
-                                 "weight codes in [-128, 127]")
+        _check_pair_saturation_codes(x, pw.codes)
         acc = acc.astype(np.int64)
+        pt, pl, pb, pr = padding
         xr = np.pad(x.astype(np.int16), ((0, 0), (0, 0), (pt, pb), (pl, pr)),
                     constant_values=zx)
         og = o // groups
         for g in range(groups):
             cols = _im2col(xr[:, g * cg:(g + 1) * cg], kh, kw, stride, dilation, oh, ow)
             cols = cols.reshape(n * oh * ow, kh * kw, cg)
-            wk = w[g * og:(g + 1) * og].transpose(2, 3, 1, 0).reshape(kh * kw, cg, og)
+            wk = pw.codes[g * og:(g + 1) * og].transpose(2, 3, 1, 0).reshape(kh * kw, cg, og)
             delta, cnt = _pair_saturation_delta(cols, wk)
             saturated += cnt
             acc[:, g * og:(g + 1) * og] += delta.reshape(n, oh, ow, og).transpose(0, 3, 1, 2)
-    if b is not None:
-        acc = _add_bias(acc, b.reshape(1, -1, 1, 1))
-    return _finish(acc, accumulator_bits, accumulator_overflow, saturated, path)
+    if b is not None and not bias_in_float:
+        acc = _add_bias(acc, b.reshape(1, -1, 1, 1), bound)
+    return _finish(acc, accumulator_bits, accumulator_overflow, saturated, path, bound)
 
 
-def _linear_float(x2, w, zx, zw):
+def _linear_int8(x2, pw: PreparedWeights, zx, mx, offset):
+    """Exact linear sums (x - offset) (M, K) @ W^T (K, O) with torch's int8 GEMM, corrected
+    for the zero points as in ``_conv_int8``."""
+    k = x2.shape[1]
+    o = pw.codes.shape[0]
+    x8 = _gemm_operand((x2 - offset).astype(np.int8))
+    with torch.no_grad():
+        acc = torch._int_mm(torch.from_numpy(x8), torch.from_numpy(pw.int8_mats[0])).numpy()
+    zwv = np.broadcast_to(pw.zero_point, (o,))
+    wide = np.int64 if k * mx * pw.max_abs >= (1 << 31) else np.int32
+    acc = acc.astype(wide, copy=False)
+    corr = (offset - zx) * (pw.int8_row_sums[0] - k * zwv)
+    np.add(acc, corr.astype(wide)[None, :], out=acc)
+    if np.any(zwv != 0):
+        acc -= x8.sum(axis=1, dtype=np.int64).astype(wide)[:, None] * zwv.astype(wide)[None, :]
+    return acc
+
+
+def _linear_float(x2, pw: PreparedWeights, zx, mx):
     """Exact linear sums by float32 / split float32 / float64 matmul or int64 matmul."""
-    k = w.shape[1]
-    ws = w.astype(np.int32) - (zw.reshape(-1, 1) if zw.ndim else zw).astype(np.int32)
+    k = pw.codes.shape[1]
+    shifted: dict[torch.dtype, torch.Tensor] = {}
 
-    def run_float(wa: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    def run_float(which: str, dtype: torch.dtype) -> torch.Tensor:
         with torch.no_grad():
-            return (torch.from_numpy(x2).to(dtype) - zx) @ torch.from_numpy(wa).to(dtype).T
+            if dtype not in shifted:
+                shifted[dtype] = torch.from_numpy(x2).to(dtype).sub_(zx)
+            return shifted[dtype] @ pw.tensor(which, dtype).T
 
-    def run_int64(wa: np.ndarray) -> np.ndarray:
-        return (x2.astype(np.int64) - zx) @ wa.astype(np.int64).T
+    def run_int64() -> np.ndarray:
+        return (x2.astype(np.int64) - zx) @ pw.shifted.astype(np.int64).T
 
-    return _exact_sum(run_float, _max_shift(x2, zx), ws, k, run_int64)
+    return _exact_sum(run_float, mx, pw, k, run_int64)
 
 
-def linear_accumulate(x: np.ndarray, w: np.ndarray, *, x_zero_point: int = 0,
-                      w_zero_point: np.ndarray | int = 0, bias: np.ndarray | None = None,
-                      accumulator_bits: int = 32, accumulator_overflow: str = "wrap",
+def linear_accumulate(x: np.ndarray, w: np.ndarray | PreparedWeights, *,
+                      x_zero_point: int = 0, w_zero_point: np.ndarray | int | None = None,
+                      bias: np.ndarray | None = None, accumulator_bits: int = 32,
+                      accumulator_overflow: str = "wrap",
                       int16_pair_saturation: bool = False) -> Accumulation:
-    """Integer linear layer accumulator: x (..., K) codes, w (O, K) codes -> (..., O).
+    """Integer linear layer accumulator: x (..., K) codes, w (O, K) codes or
+    ``PreparedWeights`` -> (..., O).
 
-    Zero points: per tensor for x, per tensor or per output channel for w; bias int32 (O,).
+    Zero points: per tensor for x, per tensor or per output channel for w (None: 0, or the
+    prepared weights'); bias int32 (O,).
     """
     x = _check_int_codes("linear input", x)
-    w = _check_int_codes("linear weight", w)
-    if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[1]:
+    if not isinstance(w, PreparedWeights):
+        w = _check_int_codes("linear weight", w)
+    codes = w.codes if isinstance(w, PreparedWeights) else w
+    if codes.ndim != 2 or x.ndim < 1 or x.shape[-1] != codes.shape[1]:
         raise EmulationError(f"linear needs x (..., K) and w (O, K); got x {x.shape}, "
-                             f"w {w.shape}")
-    o, k = w.shape
-    zw = _weight_zero_point(w_zero_point, o)
+                             f"w {codes.shape}")
+    pw = _prepared(w, w_zero_point, 1)
+    o, k = codes.shape
     b = _bias(bias, o, accumulator_bits)
     lead = x.shape[:-1]
     x2 = x.reshape(-1, k)
     zx = int(x_zero_point)
-    offset = _int8_offset(x2, zx) if _INT8_GEMM else None
-    if offset is not None and k < _INT8_GEMM_MAX_K and w.min(initial=0) >= -128 and (
-            w.max(initial=0) <= 127):
-        acc = _linear_int8(x2, w, zx, zw, offset)
+    x_lo, x_hi = (int(x2.min()), int(x2.max())) if x2.size else (zx, zx)
+    mx = max(x_hi - zx, zx - x_lo, 0)
+    offset = (_int8_offset(x_lo, x_hi, zx) if _int8_gemm_ok() and pw.int8_mats is not None
+              and k < _INT8_GEMM_MAX_K else None)
+    if offset is not None:
+        acc = _linear_int8(x2, pw, zx, mx, offset)
         path = "int8_gemm"
     else:
-        acc, path = _linear_float(x2, w, zx, zw)
+        acc, path = _linear_float(x2, pw, zx, mx)
     saturated = 0
     if int16_pair_saturation:
-        if x.min(initial=0) < 0 or x.max(initial=0) > 255 or w.min(initial=0) < -128 or (
-                w.max(initial=0) > 127):
-            raise EmulationError("int16_pair_saturation models u8 activations x s8 weights "
-                                 "(vpmaddubsw): activation codes must be in [0, 255] and "
-                                 "weight codes in [-128, 127]")
+        _check_pair_saturation_codes(x, pw.codes)
         delta, saturated = _pair_saturation_delta(x2.astype(np.int16).reshape(-1, 1, k),
-                                                  w.T.reshape(1, k, o))
-        acc += delta
-    if b is not None:
-        acc = _add_bias(acc, b)
-    res = _finish(acc, accumulator_bits, accumulator_overflow, saturated, path)
+                                                  pw.codes.T.reshape(1, k, o))
+        acc = acc.astype(np.int64) + delta
+    bound = k * mx * pw.max_abs + (int(np.abs(b).max(initial=0)) if b is not None else 0)
+    acc = _add_bias(acc, b, bound)
+    res = _finish(acc, accumulator_bits, accumulator_overflow, saturated, path, bound)
     return Accumulation(values=res.values.reshape(*lead, o), overflow_count=res.overflow_count,
                         saturated_pairs=res.saturated_pairs, path=res.path)
 
 
-__all__ = ["Accumulation", "conv2d_accumulate", "conv_output_size", "linear_accumulate"]
+__all__ = ["Accumulation", "PreparedWeights", "conv2d_accumulate", "conv_output_size",
+           "linear_accumulate", "prepare_weights"]

@@ -67,21 +67,27 @@ def _where(emu: Emulator) -> str:
 def _check_emulator(emu: Emulator, target: str, requant: str) -> None:
     if not hasattr(emu, "qparams_"):
         raise EmulationError(f"{target} export needs a calibrated Emulator (call calibrate())")
-    arith = emu.numerics.arithmetic
-    if emu.engine != "integer" or arith.requant != requant:
-        raise EmulationError(
-            f"{_where(emu)}: cannot export to {target}: its operators requantize with "
-            f"{requant!r} arithmetic, this precision uses {arith.requant!r}")
-    for role in ("weight", "activation"):
-        num = getattr(emu.numerics, role)
-        if getattr(num, "bits", 8) > 8:
-            raise EmulationError(f"{_where(emu)}: cannot export to {target}: {role} codes "
-                                 f"are {num.bits}-bit; its quantized operators take int8 or "
-                                 "uint8 codes")
-    if arith.accumulator_bits != 32:
-        raise EmulationError(f"{_where(emu)}: cannot export to {target}: its int8 kernels "
-                             f"accumulate in 32 bits, this precision in "
-                             f"{arith.accumulator_bits}")
+    used = {emu.precision}  # the emulator's precision and any per-layer overrides
+    for pair in getattr(emu, "layer_precisions", {}).values():
+        used.update(p for p in pair if p is not None)
+    for prec in sorted(used):
+        num = emu.device.precision(prec)
+        where = f"device {emu.device.name!r} precision {prec!r}"
+        arith = num.arithmetic
+        if arith.requant != requant:
+            raise EmulationError(
+                f"{where}: cannot export to {target}: its operators requantize with "
+                f"{requant!r} arithmetic, this precision uses {arith.requant!r}")
+        for role in ("weight", "activation"):
+            tn = getattr(num, role)
+            if getattr(tn, "bits", 8) > 8:
+                raise EmulationError(f"{where}: cannot export to {target}: {role} codes are "
+                                     f"{tn.bits}-bit; its quantized operators take int8 or "
+                                     "uint8 codes")
+        if arith.accumulator_bits != 32:
+            raise EmulationError(f"{where}: cannot export to {target}: its int8 kernels "
+                                 f"accumulate in 32 bits, this precision in "
+                                 f"{arith.accumulator_bits}")
 
 
 def _check_input_quantizer(emu: Emulator, target: str, rounding: str) -> None:

@@ -1,10 +1,19 @@
 """Fusion rules (which op sequences a backend runs as one kernel) and kernels of a graph.
 
 Rules are data: ``hwsim/latency/fusion_rules/<backend>.yaml`` lists sequences of op classes
-with ``fused: true|false`` and the evidence (times of the parts and of the sequence). For host
-backends they are detected by test cases, as nn-Meter does: time each op alone and the
-sequence as one model; the sequence is fused when
-``sum(parts) - t(sequence) > margin_rel * min(parts)`` (the cheapest part mostly disappears).
+with ``fused: true|false`` and the evidence. Two detectors:
+
+- ``detect_rules_from_graph`` (host-ort, the shipped rules): ask the runtime which nodes it
+  runs. Each sequence is placed in a small network context (its input produced by a 1x1
+  convolution, a residual add reading that tensor, as in a CNN) and ONNX Runtime's optimized
+  graph is read back (``OrtBackend.optimized_ops``): the sequence is fused when it left at most
+  one compute node besides the context's. Timing differences cannot see a fusion whose fused
+  kernel still pays for the activation (ORT's NCHWc convolution applies Clip/relu6 as a pass
+  over its output tile: fused, yet not free) and are fooled by noise.
+- ``detect_rules`` (backends without an inspectable graph, host-torch): nn-Meter's test cases.
+  Time each op alone and the sequence as one model; the sequence is fused when
+  ``sum(parts) - t(sequence) > margin_rel * min(parts)`` (the cheapest part mostly
+  disappears).
 
 Op classes: conv, dwconv, linear, bn, relu, relu6, clip, hswish, hsigmoid, sigmoid, add, mul,
 maxpool, avgpool, gap, concat, channel_shuffle, reshape. A kernel is the longest chain of
@@ -333,6 +342,73 @@ def detect_rules(backend: Any, measure: Any, sequences: Sequence[tuple[str, ...]
               f"sum(parts) - t(sequence) > {margin_rel} * min(parts)"),
         provenance={"date": date.today().isoformat(), "threads": backend.threads,
                     "versions": backend.versions(), "margin_rel": margin_rel})
+
+
+def _context_model(seq: Sequence[str], with_sequence: bool = True) -> Any:
+    """ONNX model: x -> 1x1 conv -> p (the context), then ``seq`` applied to p; an ``add``
+    adds p (a residual) or, when ``add`` comes first, a second 1x1 conv q of x. When the
+    sequence starts with ``add`` or ``bn``, p and q are also model outputs, so that the runtime
+    cannot fold the sequence into the context's convolutions (that would test conv+add or
+    conv+bn). With ``with_sequence=False`` only the context."""
+    from hwsim.latency.onnx_builder import OnnxNetBuilder
+
+    b = OnnxNetBuilder(seed=0)
+    first = seq[0]
+    if first == "linear":
+        x = b.input((256,), "x")
+        if not with_sequence:
+            return None
+        y = b.linear(x, 256)
+        p = x
+    else:
+        x = b.input((32, 28, 28), "x")
+        p = b.conv(x, 32, 1, 1)
+        q = b.conv(x, 32, 1, 1) if first == "add" else None
+        shown = [p] + ([q] if q is not None else [])
+        if not with_sequence:
+            return b.model(shown)
+        if first == "conv":
+            y = b.conv(p, 32, 1, 1)
+        elif first == "dwconv":
+            y = b.conv(p, 32, 3, 1, groups=32)
+        elif first == "bn":
+            y = b.bn(p)
+        elif first == "add":
+            y = b.add(q, p)
+        else:
+            raise LatencyError(f"no detection context for sequences starting with {first!r}")
+    for cls in seq[1:]:
+        if cls == "bn":
+            y = b.bn(y)
+        elif cls == "add":
+            if b.shapes[y] != b.shapes[p]:
+                raise LatencyError(f"sequence {seq}: add after a shape change is not tested")
+            y = b.add(y, p)
+        else:
+            y = b.act(y, cls)
+    return b.model((shown if first in ("add", "bn") else []) + [y])
+
+
+def detect_rules_from_graph(backend: Any, sequences: Sequence[tuple[str, ...]] =
+                            CANDIDATE_SEQUENCES) -> FusionRules:
+    """Fusion rules of a backend that can show its optimized graph (``optimized_ops``; see the
+    module docstring). Evidence per rule: the compute nodes of the context alone and with the
+    sequence."""
+    rules = []
+    for seq in sequences:
+        context = _context_model(seq, with_sequence=False)
+        ops_context = [] if context is None else backend.optimized_ops(context)
+        ops_all = backend.optimized_ops(_context_model(seq))
+        added = len(ops_all) - len(ops_context)
+        rules.append(FusionRule(tuple(seq), added <= 1, {
+            "optimized_context": ops_context, "optimized_with_sequence": ops_all}))
+    return FusionRules(
+        backend=backend.name, basis="detected", rules=tuple(rules),
+        note=("detected from the runtime's optimized graph: each sequence after a 1x1 conv "
+              "(residual add of that conv's output); fused when the sequence adds at most one "
+              "compute node to the context's (layout conversions not counted)"),
+        provenance={"date": date.today().isoformat(), "threads": backend.threads,
+                    "versions": backend.versions(), "method": "optimized graph"})
 
 
 def _append(model: Any, cls: str) -> Any:

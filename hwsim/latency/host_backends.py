@@ -71,7 +71,8 @@ def last_level_cache_bytes() -> int:
 
 
 def cold_copies(working_set_bytes: int, max_copies: int = 64) -> int:
-    """Instances to cycle through so that consecutive runs touch twice the last-level cache."""
+    """Instances to cycle through so that consecutive runs touch twice the last-level cache,
+    at most ``max_copies`` (ops smaller than 2 x LLC / max_copies then stay partly cached)."""
     if working_set_bytes <= 0:
         raise LatencyError(f"working set must be positive, got {working_set_bytes} bytes")
     need = -(-2 * last_level_cache_bytes() // working_set_bytes)
@@ -238,6 +239,38 @@ class OrtBackend:
         run.kernel_ms = kernel_ms  # type: ignore[attr-defined]
         return run  # type: ignore[return-value]
 
+    def optimized_ops(self, model: onnx.ModelProto) -> list[str]:
+        """Op types of the graph ONNX Runtime actually runs for ``model`` after its graph
+        optimizations (``SessionOptions.optimized_model_filepath``), layout conversions
+        (``ORT_LAYOUT_OPS``) left out; fused nodes show their activation, e.g.
+        ``Conv[Clip]``, and an NCHWc convolution with a summed input ``+Sum``."""
+        ort = self._ort
+        with tempfile.TemporaryDirectory(prefix="hwsim-ortopt-") as tmp:
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = self.threads
+            so.log_severity_level = 3
+            so.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
+            try:
+                ort.InferenceSession(model.SerializeToString(), so,
+                                     providers=["CPUExecutionProvider"])
+            except Exception as err:  # onnxruntime raises its own exception types
+                raise LatencyError(f"ONNX Runtime cannot load the model: {err}") from None
+            optimized = onnx.load(so.optimized_model_filepath)
+        out = []
+        for node in optimized.graph.node:
+            if node.op_type in ORT_LAYOUT_OPS:
+                continue
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            text = node.op_type
+            act = attrs.get("activation")
+            if act:
+                text += f"[{act.decode() if isinstance(act, bytes) else act}]"
+            if node.domain == "com.microsoft.nchwc" and node.op_type == "Conv" and \
+                    len(node.input) > 3 and node.input[3]:
+                text += "+Sum"
+            out.append(text)
+        return out
+
     def op_runner(self, key: OpKey, copies: int = 1) -> Runner:
         return self.model_runner(op_model(key), copies)
 
@@ -380,3 +413,11 @@ def make_backend(name: str, threads: int = 1) -> HostBackend:
     if name == "host-cuda":
         return TorchBackend(threads, cuda=True)
     raise LatencyError(f"unknown host backend {name!r}; allowed: {', '.join(HOST_BACKENDS)}")
+
+
+def default_method(name: str) -> str:
+    """The measurement method a backend uses unless told otherwise (without creating it)."""
+    backend_cls = {"host-ort": OrtBackend, "host-torch": TorchBackend, "host-cuda": TorchBackend}
+    if name not in backend_cls:
+        raise LatencyError(f"unknown host backend {name!r}; allowed: {', '.join(HOST_BACKENDS)}")
+    return backend_cls[name].default_method

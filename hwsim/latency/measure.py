@@ -43,10 +43,9 @@ import numpy as np
 from hwsim.errors import LatencyError
 from hwsim.latency.host_backends import HostBackend, Runner, cold_copies
 from hwsim.latency.op_key import OpKey
-from hwsim.latency.table import LatencyRow
+from hwsim.latency.table import MEASURE_METHODS, LatencyRow
 
-
-METHODS = ("kernel", "wall", "wall-cold")
+METHODS = MEASURE_METHODS
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,11 @@
   blocks of every stage with and without the identity skip, ``Conv_1``, ``Logits``): 72 keys.
 - ``proxyless-kernels``: the kernel keys of those blocks under the backend's fusion rules and
   without fusion (for the naive sum), from the blocks' ONNX graphs.
-- ``common-cnn``: conv (1x1 all channel pairs, 3x3 same/double width, stems), depthwise
+- ``common-cnn``: conv (1x1 all channel pairs, also with the residual add fused; 3x3
+  same/double width, stems), depthwise
   3/5/7 stride 1/2, with no / relu / relu6 activation, pools, global pooling, linear heads and
   elementwise ops (relu, relu6, hswish, sigmoid, add, add+relu) over the feature-map sizes
-  and channel counts of the usual 32x32 and 224x224 CNNs. About 2,000 keys.
+  and channel counts of the usual 32x32 and 224x224 CNNs. About 2,100 keys.
 - ``model``: the kernel keys of a given model file (``model_space``).
 """
 
@@ -78,6 +79,9 @@ def common_cnn_keys() -> list[OpKey]:
                 for act in _ACTS:
                     keys.append(OpKey("conv", (hw, hw, cin), (hw, hw, cout), kernel=1, stride=1,
                                       act=act))
+                # projection with the residual add fused (inverted-residual blocks)
+                keys.append(OpKey("conv", (hw, hw, cin), (hw, hw, cout), kernel=1, stride=1,
+                                  idskip=1))
             for act in (None, "relu"):
                 keys.append(OpKey("conv", (hw, hw, cin), (hw, hw, cin), kernel=3, stride=1,
                                   act=act))

@@ -238,6 +238,7 @@ class LatencyTable:
             "devices": sorted({r.device for r in self}),
             "backends": sorted({r.backend for r in self}),
             "threads": sorted({r.threads for r in self if r.threads is not None}),
+            "methods": dict(sorted(Counter(r.method for r in self if r.method).items())),
             "latency_ms": ({"min": min(lat), "median": statistics.median(lat), "max": max(lat),
                             "sum": math.fsum(lat)} if lat else None),
             "relative_spread": ({"median": statistics.median(spreads), "max": max(spreads),

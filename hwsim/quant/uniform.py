@@ -42,8 +42,8 @@ _SCALE_RULES = ("standard", "snpe_tf", "pow2_lsq", "derived")
 def qmin_qmax(bits: int, signed: bool, narrow_range: bool = False) -> tuple[int, int]:
     """Code range: signed ``[-2^(b-1), 2^(b-1) - 1]``, unsigned ``[0, 2^b - 1]``; narrow range
     drops the lowest code (signed int8: ``[-127, 127]``; unsigned: ``[1, 2^b - 1]``)."""
-    if not isinstance(bits, int | np.integer) or not 2 <= bits <= 32:
-        raise QuantError(f"uniform bits must be an integer in 2..32, got {bits!r}")
+    if not isinstance(bits, int | np.integer) or not 2 <= bits <= 48:
+        raise QuantError(f"uniform bits must be an integer in 2..48, got {bits!r}")
     if signed:
         qmin, qmax = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     else:

@@ -231,6 +231,24 @@ class ProxylessSpace(SearchSpace):
                    ClassifierHead(self.head, self.classes)]
         return finish(torch.nn.Sequential(*layers), seed)
 
+    def onnx(self, arch: Any, seed: int = 0) -> Any:
+        """ONNX model of the architecture (BN folded, random weights), built with the same
+        ``OnnxNetBuilder`` blocks the host tables time: a network to measure end to end."""
+        from hwsim.latency.onnx_builder import OnnxNetBuilder
+
+        row = self.arch_row(arch)
+        b = OnnxNetBuilder(seed)
+        x = b.input((self.in_channels, self.input_size, self.input_size), "image")
+        y = b.act(b.conv(x, self.stem, 3, self.stem_stride), "relu6")
+        y = b.mbconv(y, self.first_block, self.stem, 3, 1, self.stem == self.first_block)
+        for slot, c in enumerate(row):
+            key = self.block_key(slot, int(c))
+            if key is not None:
+                y = b.mbconv(y, key.output[2], key.input[2] * key.expand, key.kernel,
+                             key.stride, bool(key.idskip))
+        y = b.act(b.conv(y, self.head, 1, 1), "relu6")
+        return b.model([b.linear(b.flatten(b.gap(y)), self.classes)])
+
     def example_input(self) -> Any:
         import torch
 

@@ -1,0 +1,157 @@
+"""Accuracy of a mixed-precision policy under the device's own numerics (HAQ's reward input).
+
+A policy gives each quantizable layer (``haq_cost.quantizable_layers``) a pair (w, a): w-bit
+weights and a-bit **input** activations (HAQ's convention). The emulator is told per step
+(``Emulator(layer_precisions=...)``): the layer's step gets weight precision ``int<w>``; the
+step producing the layer's input tensor (found through pass-through steps such as reshape or
+maxpool) gets activation precision ``int<a>``. Tensors no layer reads (the logits, a projection
+output only an add reads) and graph inputs keep ``base_precision``.
+
+``accuracy(policy)``: calibrate the emulator, optionally fine-tune (HAQ: one epoch, SGD lr 1e-3,
+momentum 0.9) a fake-quant copy of the graph with the emulator's qparams held fixed and a
+straight-through estimator (``fake_quant_net``), put the fine-tuned weights back into the graph,
+calibrate again and run the emulator: the accuracy is what the device's numerics give.
+Deterministic: the fine-tune's batch order comes from ``seed`` and the policy only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hwsim.emulate.emulator import Emulator, plan_steps
+from hwsim.emulate.float_reference import run_float
+from hwsim.errors import SearchError
+from hwsim.graph.ir import Graph
+from hwsim.quant.device import Device
+from hwsim.search.fake_quant_net import FakeQuantNet, with_weights
+from hwsim.search.haq_cost import QuantLayer
+
+Policy = Sequence[tuple[int, int]]
+
+
+@dataclass(frozen=True, eq=False)
+class SearchData:
+    """Arrays for the search: fine-tune (train), reward (val), report (test), calibration."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    calib_x: np.ndarray
+
+
+def input_producers(graph: Graph, layers: Sequence[QuantLayer]) -> list[str | None]:
+    """Per layer, the step whose output qparams its input uses (None: a graph input)."""
+    steps = plan_steps(graph)
+    by_output = {s.output: s for s in steps}
+    passing = {s.output for s in steps if s.fused is None and s.node.op.value in
+               ("maxpool", "reshape", "channel_shuffle", "relu")}
+    out: list[str | None] = []
+    for layer in layers:
+        tensor = layer.input_tensor
+        while tensor in passing:
+            tensor = by_output[tensor].node.inputs[0]
+        if tensor in graph.inputs:
+            out.append(None)
+        elif tensor in by_output:
+            out.append(by_output[tensor].name)
+        else:
+            raise SearchError(f"layer {layer.name!r}: its input {tensor!r} is not the output of "
+                              "an emulated step (a fused activation's input?)")
+    return out
+
+
+def layer_precisions(graph: Graph, layers: Sequence[QuantLayer], policy: Policy,
+                     base_bits: int) -> dict[str, tuple[str | None, str | None]]:
+    """The emulator's ``layer_precisions`` for ``policy`` (module docstring)."""
+    if len(policy) != len(layers):
+        raise SearchError(f"policy has {len(policy)} layers, the model {len(layers)}")
+    producers = input_producers(graph, layers)
+    w_prec: dict[str, str] = {}
+    a_prec: dict[str, str] = {}
+    for layer, (w, a), prod in zip(layers, policy, producers, strict=True):
+        w_prec[layer.name] = f"int{w}"
+        if prod is None:
+            if a != base_bits:
+                raise SearchError(f"layer {layer.name!r} reads a graph input, which is quantized "
+                                  f"at the base {base_bits} bits; its activation bits must be "
+                                  f"{base_bits}, got {a}")
+            continue
+        if prod in a_prec and a_prec[prod] != f"int{a}":
+            raise SearchError(f"layers reading the output of {prod!r} ask for different "
+                              f"activation bits ({a_prec[prod]} and int{a}); tie them")
+        a_prec[prod] = f"int{a}"
+    return {name: (w_prec.get(name), a_prec.get(name)) for name in {**w_prec, **a_prec}}
+
+
+def _top1(logits: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.argmax(logits.reshape(len(y), -1), axis=1) == y))
+
+
+class PolicyEvaluator:
+    """Accuracy of policies on ``device`` (see module docstring). Accuracies are fractions."""
+
+    def __init__(self, graph: Graph, device: Device, layers: Sequence[QuantLayer],
+                 data: SearchData, base_precision: str = "int8", finetune_epochs: int = 1,
+                 finetune_lr: float = 1e-3, batch_size: int = 64, seed: int = 0) -> None:
+        self.graph = graph
+        self.device = device
+        self.layers = list(layers)
+        self.data = data
+        self.base_precision = base_precision
+        self.base_bits = int(base_precision.removeprefix("int"))
+        self.finetune_epochs = finetune_epochs
+        self.finetune_lr = finetune_lr
+        self.batch_size = batch_size
+        self.seed = seed
+        if finetune_epochs < 0:
+            raise SearchError(f"finetune_epochs must be >= 0, got {finetune_epochs}")
+
+    def fp_accuracy(self, split: str = "val") -> float:
+        x, y = self._split(split)
+        return _top1(run_float(self.graph, x)[self.graph.outputs[0]], y)
+
+    def _split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        if split not in ("val", "test"):
+            raise SearchError(f"unknown split {split!r}; allowed: val, test")
+        d = self.data
+        return (d.val_x, d.val_y) if split == "val" else (d.test_x, d.test_y)
+
+    def emulator(self, graph: Graph, policy: Policy) -> Emulator:
+        lp = layer_precisions(self.graph, self.layers, policy, self.base_bits)
+        return Emulator(graph, self.device, self.base_precision, lp).calibrate(self.data.calib_x)
+
+    def finetuned_graph(self, policy: Policy) -> Graph:
+        """The graph after the STE fine-tune of ``policy`` (the graph itself with 0 epochs)."""
+        if self.finetune_epochs == 0:
+            return self.graph
+        emu = self.emulator(self.graph, policy)
+        wq = {name: lp.weight_qparams for name, lp in emu.layers_.items()}
+        net = FakeQuantNet(self.graph, wq, dict(emu.qparams_))
+        opt = torch.optim.SGD(net.parameters(), lr=self.finetune_lr, momentum=0.9)
+        key = [self.seed] + [b for pair in policy for b in pair]
+        rng = np.random.default_rng(key)
+        xs = torch.from_numpy(np.ascontiguousarray(self.data.train_x, np.float32))
+        ys = torch.from_numpy(np.asarray(self.data.train_y, np.int64))
+        net.train()
+        for _ in range(self.finetune_epochs):
+            order = rng.permutation(len(xs))
+            for start in range(0, len(xs), self.batch_size):
+                idx = torch.from_numpy(order[start:start + self.batch_size])
+                opt.zero_grad()
+                F.cross_entropy(net(xs[idx]), ys[idx]).backward()
+                opt.step()
+        return with_weights(self.graph, net.trained_weights())
+
+    def accuracy(self, policy: Policy, split: str = "val") -> float:
+        """Top-1 accuracy (fraction) of ``policy`` on ``split`` under the device's numerics."""
+        x, y = self._split(split)
+        emu = self.emulator(self.finetuned_graph(policy), policy)
+        return _top1(emu.run(x).output, y)
