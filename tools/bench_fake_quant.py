@@ -1,6 +1,7 @@
 """Benchmark: per-channel int8 fake-quant of a 64M-element float32 tensor (shape (64, 2^20),
 axis 0), hwsim vs ``torch.fake_quantize_per_channel_affine`` vs a plain numpy copy
-(``np.copyto`` into a preallocated, already touched array: the memory-bandwidth limit).
+(``np.copyto`` into a preallocated, already touched array: the memory-bandwidth limit; and
+``x.copy()``, which allocates its result like the allocating ``fake_quant`` call does).
 
 Prints elements/s and ratios measured side by side in one run, single-threaded and with all
 cores; each figure is the best of ``--repeat`` runs. hwsim runs in reciprocal-multiply mode with
@@ -80,9 +81,9 @@ def main() -> int:
     y_out = np.empty_like(x)
     y_out.fill(0.0)  # touched, like the copy's destination
     print("hwsim: fake_quant(x, qp) allocating its result; hwsim(out): into a preallocated out=")
-    print(f"{'threads':>7} {'hwsim':>7} {'hwsim(out)':>10} {'torch':>6} {'copy':>6}  (Melem/s)"
-          f" {'hwsim/torch':>11} {'hwsim(out)/torch':>16} {'hwsim/copy':>10} "
-          f"{'hwsim(out)/copy':>15}")
+    print(f"{'threads':>7} {'hwsim':>7} {'hwsim(out)':>10} {'torch':>6} {'copy':>6} "
+          f"{'copy(alloc)':>11}  (Melem/s) {'hwsim/torch':>11} {'hwsim(out)/torch':>16} "
+          f"{'hwsim/copy(alloc)':>17} {'hwsim(out)/copy':>15}")
     for threads in sorted({1, cores}):
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         torch.set_num_threads(threads)
@@ -93,9 +94,10 @@ def main() -> int:
         t_t = best_time(lambda: torch.fake_quantize_per_channel_affine(xt, st, zt, 0, -128, 127),
                         args.repeat)
         t_c = best_time(lambda: np.copyto(dst, x), args.repeat)
+        t_a = best_time(lambda: x.copy(), args.repeat)
         print(f"{threads:>7} {n / t_h / 1e6:>7.0f} {n / t_o / 1e6:>10.0f} {n / t_t / 1e6:>6.0f} "
-              f"{n / t_c / 1e6:>6.0f}  {'':9}{t_t / t_h:>11.1f} {t_t / t_o:>16.1f} "
-              f"{t_c / t_h:>10.2f} {t_c / t_o:>15.2f}")
+              f"{n / t_c / 1e6:>6.0f} {n / t_a / 1e6:>11.0f}  {'':9}{t_t / t_h:>11.1f} "
+              f"{t_t / t_o:>16.1f} {t_a / t_h:>17.2f} {t_c / t_o:>15.2f}")
     print("(shared, noisy machine: figures vary run to run; the ratios are from this run)")
     same = np.array_equal(y_out.view(np.int32), y.view(np.int32))
     print(f"out= result identical to the allocating call: {same}")

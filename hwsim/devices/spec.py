@@ -57,7 +57,9 @@ class CalibrationMethod(str, Enum):
     minmax: running min/max over all batches; ema_minmax: exponential moving average of per-batch
     min/max (``ema_decay``); percentile: the ``percentile``-th percentile of |x| (or of each tail
     for asymmetric); mse: the clip minimising quantization mean squared error; kl: the clip
-    minimising KL divergence of the histogram (TensorRT entropy calibration); absmax: max |x|.
+    minimising KL divergence of the histogram (TensorRT entropy calibration); absmax: max |x|;
+    haq_kl: HAQ's threshold search (J-divergence of the CDF of |x| against its 2^(bits-1)-level
+    interpolation; ``hwsim.quant.calibration``).
     """
 
     MINMAX = "minmax"
@@ -66,6 +68,7 @@ class CalibrationMethod(str, Enum):
     MSE = "mse"
     KL = "kl"
     ABSMAX = "absmax"
+    HAQ_KL = "haq_kl"
 
 
 class Calibration(_Strict):

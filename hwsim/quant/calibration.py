@@ -26,7 +26,23 @@ spec's ``calibration.method``):
   66%). Symmetric, per tensor. Streaming: the bin width is fixed by the first non-zero batch;
   later larger values append bins of the same width.
 
-``percentile`` and ``mse`` (and schemes that search on the data, such as ``pow2_lsq``) keep a
+- ``haq_kl``: HAQ's threshold search (mit-han-lab/haq ``lib/utils/quantize_utils.py``
+  ``_compute_threshold``), a different algorithm from TensorRT's despite the name: the CDF ``c``
+  of a histogram of |x| over ``[0, max|x|]`` with numpy's ``'sqrt'`` bin rule (about
+  ``sqrt(m)`` bins for m values per channel: the width is ``max / sqrt(m)`` and the count its
+  ceiling, one more than ``ceil(sqrt(m))`` when the division rounds up); for each candidate
+  ``i`` from ``L + 1`` to the bin count (``L = 2^(bits-1)`` levels, for signed and unsigned
+  schemes alike) the CDF truncated at ``i`` (set to 1 from bin ``i - 1`` on) is resampled at
+  ``L`` points and back at ``i`` points by linear interpolation, giving ``q``; the divergence is
+  ``sum((c - q) * log2(c / q))`` and the threshold ``(i + 0.5) * bin_width`` of the least
+  divergence (the first on ties). Fewer than ``L + 1`` bins: the threshold is max |x|. Terms
+  where ``c == q`` count 0 (HAQ's code computes NaN when both are 0 and its ``argmin`` then
+  returns the first candidate; hwsim takes the limit instead). Symmetric schemes get
+  ``[-t, t]``, asymmetric ones ``[max(lo, -t), min(hi, t)]`` (HAQ's half-wave activations:
+  ``[0, t]``). Per tensor or per channel, on the kept sample.
+
+``percentile``, ``mse`` and ``haq_kl`` (and schemes that search on the data, such as
+``pow2_lsq``) keep a
 bounded sample of the stream per channel: every value while the stream is at most
 ``sample_cap`` values long; beyond that every ``2^k``-th value of the stream (decimation doubles
 each time the sample outgrows the cap), so percentiles and errors are then estimates.
@@ -48,7 +64,7 @@ from hwsim.errors import QuantError
 SAMPLE_CAP = 1 << 22
 DEFAULT_KL_BINS = 2048
 DEFAULT_MSE_GRID = 128
-METHODS = ("minmax", "ema_minmax", "percentile", "mse", "kl", "absmax")
+METHODS = ("minmax", "ema_minmax", "percentile", "mse", "kl", "absmax", "haq_kl")
 
 # clip_error(sample (C, m) float32, lo (C,), hi (C,)) -> mean squared error per channel (C,)
 ClipError = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -150,6 +166,35 @@ class _AbsHistogram:
         self.counts += np.bincount(idx.reshape(-1), minlength=n_needed)
 
 
+def haq_threshold(a: np.ndarray, levels: int) -> float:
+    """HAQ's clip threshold of the absolute values ``a`` (1-D) for ``levels`` = 2^(bits-1)
+    quantization levels (``haq_kl`` in the module docstring)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1)
+    mx = float(a.max())
+    if mx == 0.0:
+        return 0.0
+    counts, edges = np.histogram(a, bins="sqrt", range=(0.0, mx))  # HAQ's rule, as numpy has it
+    nbins = counts.size
+    if levels + 1 > nbins:
+        return mx
+    cdf = np.cumsum(counts / counts.sum())
+    width = edges[1] - edges[0]
+    best_t, best_d = mx, np.inf
+    for i in range(levels + 1, nbins + 1):
+        p = cdf.copy()
+        p[i - 1:] = 1.0
+        p_levels = np.interp(np.linspace(0.0, 1.0, levels), np.linspace(0.0, 1.0, i), p[:i])
+        q = p.copy()
+        q[:i] = np.interp(np.linspace(0.0, 1.0, i), np.linspace(0.0, 1.0, levels), p_levels)
+        differ = cdf != q
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = (cdf[differ] - q[differ]) * np.log2(cdf[differ] / q[differ])
+        d = float(np.sum(terms)) if np.all(np.isfinite(terms)) else np.inf
+        if d < best_d:
+            best_t, best_d = (i + 0.5) * width, d
+    return best_t
+
+
 def kl_amax(counts: np.ndarray, width: float, quant_bins: int) -> float:
     """TensorRT entropy calibration: amax of least KL(P || Q) over the histogram ``counts`` of
     |x| with bin width ``width``, quantized to ``quant_bins`` levels (module docstring)."""
@@ -199,7 +244,8 @@ class RangeObserver:
     def __init__(self, method: str, *, axis: int | None = None, symmetric: bool = False,
                  percentile: float | None = None, ema_decay: float | None = None,
                  bins: int | None = None, quant_bins: int | None = None,
-                 keep_sample: bool = False, sample_cap: int | None = SAMPLE_CAP,
+                 haq_levels: int | None = None, keep_sample: bool = False,
+                 sample_cap: int | None = SAMPLE_CAP,
                  clip_error: ClipError | None = None) -> None:
         if method not in METHODS:
             raise QuantError(f"unknown calibration method {method!r}; allowed: {METHODS}")
@@ -220,6 +266,9 @@ class RangeObserver:
                                  "use it with a symmetric scheme")
             if quant_bins is None or quant_bins < 2:
                 raise QuantError(f"calibration 'kl' needs quant_bins >= 2, got {quant_bins}")
+        if method == "haq_kl" and (haq_levels is None or haq_levels < 1):
+            raise QuantError(f"calibration 'haq_kl' needs haq_levels >= 1 (2^(bits-1)), "
+                             f"got {haq_levels}")
         if sample_cap is not None and sample_cap < 1:
             raise QuantError(f"sample_cap must be >= 1 or None, got {sample_cap}")
         self.method = method
@@ -229,13 +278,14 @@ class RangeObserver:
         self.ema_decay = ema_decay
         self.bins = bins
         self.quant_bins = quant_bins
+        self.haq_levels = haq_levels
         self.clip_error = clip_error
         self.axis_: int | None = None
         self.n_channels_: int | None = None
         self.lo_: np.ndarray | None = None
         self.hi_: np.ndarray | None = None
         self._sample = (_Sample(sample_cap)
-                        if keep_sample or method in ("percentile", "mse") else None)
+                        if keep_sample or method in ("percentile", "mse", "haq_kl") else None)
         self._hist = _AbsHistogram(bins or DEFAULT_KL_BINS) if method == "kl" else None
 
     def update(self, x: np.ndarray) -> RangeObserver:
@@ -301,6 +351,13 @@ class RangeObserver:
                 hi = np.percentile(s, self.percentile, axis=1).astype(np.float64)
         elif self.method == "mse":
             lo, hi = self._mse_range(lo, hi)
+        elif self.method == "haq_kl":
+            s = self._sample.values()
+            t = np.array([haq_threshold(np.abs(row), self.haq_levels) for row in s])
+            if self.symmetric:
+                lo, hi = -t, t
+            else:
+                lo, hi = np.maximum(lo, -t), np.minimum(hi, t)
         else:  # kl
             h = self._hist
             amax = 0.0 if h.width is None else kl_amax(h.counts, h.width, self.quant_bins)

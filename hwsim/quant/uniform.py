@@ -274,7 +274,7 @@ class UniformObserver(Observer):
             cal.method.value, axis=n.axis if n.granularity is Granularity.PER_CHANNEL else None,
             symmetric=n.symmetric, percentile=cal.percentile, ema_decay=cal.ema_decay,
             bins=cal.bins, quant_bins=quantizer.qmax + 1 if n.symmetric else None,
-            keep_sample=n.scale_rule == "pow2_lsq", sample_cap=cap,
+            haq_levels=1 << (n.bits - 1), keep_sample=n.scale_rule == "pow2_lsq", sample_cap=cap,
             clip_error=quantizer._clip_error)
 
     def update(self, x: np.ndarray) -> UniformObserver:

@@ -18,9 +18,10 @@ def _proxyless(**kw: Any) -> SearchSpace:
 def _proxyless_digits(**kw: Any) -> SearchSpace:
     from hwsim.search.proxyless_space import ProxylessSpace
 
-    # A small ProxylessNAS-style space for scikit-learn's digits (8x8 images shown at 16x16):
-    # 9 searchable blocks over 3 stages; trains in seconds on a CPU.
-    options = dict(name="proxyless-digits", input_size=16, in_channels=1, stem=16, stem_stride=1,
+    # A small ProxylessNAS-style space for scikit-learn's digits at their native 8x8: 9
+    # searchable blocks over 3 stages (8x8, 4x4, 2x2); a training step of batch 64 takes
+    # ~0.15 s on one core of this machine (at 16x16 upsampled it took ~0.4 s).
+    options = dict(name="proxyless-digits", input_size=8, in_channels=1, stem=16, stem_stride=1,
                    first_block=16, widths=(24, 48, 96), n_blocks=(3, 3, 3), strides=(1, 2, 2),
                    head=192, classes=10)
     options.update(kw)
