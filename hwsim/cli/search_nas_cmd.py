@@ -14,14 +14,15 @@ def _run(args: argparse.Namespace) -> int:
                        generations=args.generations, population=args.population,
                        tournament=args.tournament, grad_epochs=args.grad_epochs,
                        supernet_epochs=args.supernet_epochs, final_epochs=args.final_epochs,
-                       threads=args.threads, seed=args.seed)
+                       threads=args.threads, seed=args.seed, calibrate=args.calibrate)
     results = run_nas(config, args.out, progress=not args.no_progress)
-    print(f"{'T ms':>7} {'pred ms':>8} {'meas ms':>8} {'meas/T':>7} {'test acc':>8}  arch")
+    print(f"{'T ms':>7} {'table ms':>8} {'pred ms':>8} {'meas ms':>8} {'meas/T':>7} "
+          f"{'test acc':>8}  arch")
     for r in results:
         meas = "-" if r.measured_net_ms is None else f"{r.measured_net_ms:8.4f}"
         ratio = "-" if r.measured_net_ms is None else f"{r.measured_net_ms / r.target_ms:7.2f}"
-        print(f"{r.target_ms:7.4g} {r.predicted_ms:8.4f} {meas:>8} {ratio:>7} "
-              f"{r.test_acc:8.4f}  {' '.join(r.arch_names)}")
+        print(f"{r.target_ms:7.4g} {r.table_ms:8.4f} {r.predicted_ms:8.4f} {meas:>8} "
+              f"{ratio:>7} {r.test_acc:8.4f}  {' '.join(r.arch_names)}")
     print(f"results: {args.out}/results.json, results.csv, pareto.png", file=sys.stderr)
     return 0
 
@@ -51,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--final-epochs", type=int, default=30,
                    help="epochs of training the found network from scratch")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (training and timing)")
+    p.add_argument("--calibrate", type=int, default=10,
+                   help="host devices: architectures timed end to end to fit measured = "
+                        "scale * table + offset (0: use the table sum as is)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="nas-out", help="results folder (resumed if it exists)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -29,7 +29,9 @@ optimizers' state dicts, the replay memory as float64 tensors, and a JSON string
 the problem (layers, widths, budget, fixed pairs, fp accuracy), the numpy generator state, the
 reward baseline and every episode so far. It is read with ``torch.load(weights_only=True)``.
 Resuming with the same evaluator, costs, budget and config ends exactly where an uninterrupted run
-does (same thread count assumed: torch's CPU float results may depend on it).
+does. ``run_haq`` runs torch with one intra-op thread (the caller's setting is restored): the
+networks are tiny (multi-threading made updates ~10x slower on a shared 2-core machine), and a
+fixed thread count keeps float results independent of the machine's core count.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -330,6 +334,16 @@ def _result(episodes: list[HaqEpisode]) -> HaqSearchResult:
                            episodes=list(episodes))
 
 
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def run_haq(evaluator: AccuracySource, costs: CostTable, budget: float, config: DdpgConfig,
             checkpoint: str | Path | None = None, progress: bool = True) -> HaqSearchResult:
     """Search per-layer (weight, activation) bits with HAQ's DDPG under ``budget`` (absolute, in
@@ -337,6 +351,12 @@ def run_haq(evaluator: AccuracySource, costs: CostTable, budget: float, config: 
     split). ``checkpoint``: a file written after every episode; if it exists, the search resumes
     from it (SearchError if it belongs to a different search). ``progress``: a tqdm bar on
     stderr. Same config (seed) and inputs -> same result."""
+    with _one_torch_thread():
+        return _run_haq(evaluator, costs, budget, config, checkpoint, progress)
+
+
+def _run_haq(evaluator: AccuracySource, costs: CostTable, budget: float, config: DdpgConfig,
+             checkpoint: str | Path | None, progress: bool) -> HaqSearchResult:
     env = HaqEnv(evaluator, costs, budget)
     agent = DdpgAgent(env.state_dim, env.n_layers, config)
     rng = np.random.default_rng(config.seed)

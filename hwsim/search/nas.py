@@ -4,6 +4,10 @@ Pipeline (``run_nas``), everything saved under ``out`` and resumable:
 
 1. Latency table of every key of the space (``lut-<device>.csv``): host backends time the
    blocks on this machine (``hwsim.latency.build``, resumable); a device YAML is modeled.
+   On a host backend, ``calibrate`` architectures spread over the table's latency range are
+   also timed end to end and an affine map measured = scale * table + offset is fitted by
+   least squares (``calibration.json``; see "Calibration" below). The search uses the mapped
+   latency; results keep the raw table sum too.
 2. A weight-sharing supernet (``supernet.npz``) trained on digits with uniformly sampled paths.
 3. For each target T (ms):
    - ``reward="mnas"``: regularized evolution (Real et al. 2019: population, tournament,
@@ -20,6 +24,14 @@ Pipeline (``run_nas``), everything saved under ``out`` and resumable:
 Latency convention: table rows exclude the cost of one empty-model call (``overhead_ms``,
 see ``hwsim.latency.measure``); ``measured_ms`` is the raw end-to-end median and
 ``measured_net_ms`` the same minus that overhead, the number comparable with the prediction.
+
+Calibration: per-op table sums over-predict these small networks end to end (measured here,
+1 thread, ORT kernel-method table, 8x8 digits nets: measured / table 0.44-0.57 on 4 random
+architectures), because per-kernel costs that the table charges for every op (profiler
+records, the half-microsecond truncation allowance) are a large share of microsecond kernels.
+The affine fit on a few measured architectures (the few-shot idea of HELP, DESIGN.md B7) maps
+the table to this machine's end-to-end time; its residuals are saved and reported. An affine
+map keeps E[LAT] exact: E[scale * L + offset] = scale * E[L] + offset.
 """
 
 from __future__ import annotations
@@ -43,7 +55,7 @@ from hwsim.search.rewards import mnas_reward as _mnas_reward
 from hwsim.search.space_registry import get_space
 
 REWARDS = ("mnas", "proxyless")
-RESULT_COLUMNS = ("target_ms", "reward_kind", "arch", "predicted_ms", "measured_ms",
+RESULT_COLUMNS = ("target_ms", "reward_kind", "arch", "table_ms", "predicted_ms", "measured_ms",
                   "measured_net_ms", "measured_p10_ms", "rel_to_target", "val_acc_supernet",
                   "test_acc", "reward", "evaluated")
 
@@ -66,6 +78,7 @@ class NasConfig:
     threads: int = 1
     seed: int = 0
     lut_budget_s: float = 0.6           # per-key timing budget of the host table build
+    calibrate: int = 10                 # host: architectures timed end to end for the fit
 
     def __post_init__(self) -> None:
         if self.reward not in REWARDS:
@@ -79,8 +92,51 @@ class NasConfig:
                      "supernet_epochs", "final_epochs", "threads"):
             if getattr(self, name) < 1:
                 raise SearchError(f"{name} must be >= 1")
+        if self.calibrate != 0 and self.calibrate < 3:
+            raise SearchError(f"calibrate must be 0 (off) or >= 3 architectures, got "
+                              f"{self.calibrate}")
         if self.tournament > self.population:
             raise SearchError("tournament must not exceed population")
+
+
+@dataclass(frozen=True)
+class LatencyCalibration:
+    """``latency_ms = scale * table_ms + offset_ms``, fitted by least squares on the
+    architectures ``archs`` (their table sums ``table_ms`` and measured ``measured_ms``, net of
+    the backend's empty-model overhead). ``scale`` 1 and ``offset_ms`` 0 with no points: the
+    table itself (modeled devices)."""
+
+    scale: float = 1.0
+    offset_ms: float = 0.0
+    archs: tuple[tuple[int, ...], ...] = ()
+    table_ms: tuple[float, ...] = ()
+    measured_ms: tuple[float, ...] = ()
+
+    @classmethod
+    def fit(cls, archs: Sequence[Sequence[int]], table_ms: Sequence[float],
+            measured_ms: Sequence[float]) -> LatencyCalibration:
+        x, y = np.asarray(table_ms, dtype=np.float64), np.asarray(measured_ms, dtype=np.float64)
+        if x.size < 3 or x.shape != y.shape or np.ptp(x) <= 0:
+            raise SearchError(f"calibration needs >= 3 architectures of different table "
+                              f"latency, got {x.size}")
+        scale, offset = np.polyfit(x, y, 1)
+        if not scale > 0:
+            raise SearchError(f"calibration fit has scale {scale:.3g} <= 0 (table latency "
+                              f"does not rank the measured ones: table {x.tolist()}, measured "
+                              f"{y.tolist()}); the machine may be too loaded, or raise --calibrate")
+        return cls(float(scale), float(offset), tuple(tuple(int(v) for v in a) for a in archs),
+                   tuple(float(v) for v in x), tuple(float(v) for v in y))
+
+    def apply(self, table_ms: Any) -> Any:
+        """Calibrated latency (ms) of table sums (float, array or torch tensor)."""
+        return self.scale * table_ms + self.offset_ms
+
+    def max_rel_error(self) -> float | None:
+        """Largest |fit - measured| / measured over the calibration architectures."""
+        if not self.measured_ms:
+            return None
+        y = np.asarray(self.measured_ms)
+        return float(np.max(np.abs(self.apply(np.asarray(self.table_ms)) - y) / y))
 
 
 @dataclass
@@ -89,6 +145,7 @@ class TargetResult:
     reward_kind: str
     arch: list[int]
     arch_names: list[str]
+    table_ms: float
     predicted_ms: float
     measured_ms: float | None
     measured_net_ms: float | None
@@ -186,12 +243,13 @@ def _proxy_accuracy(net: Any, arch: np.ndarray, data: dict[str, Any]) -> float:
 # -- searches ------------------------------------------------------------------------------
 def regularized_evolution(space: Any, lm: LatencyModel, fitness_acc: Any, target_ms: float,
                           cycles: int, population: int, tournament: int, alpha: float,
-                          beta: float, seed: int, progress: bool = False
+                          beta: float, seed: int, progress: bool = False,
+                          calibration: LatencyCalibration = LatencyCalibration()
                           ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Regularized evolution maximising ``mnas_reward(acc, lat, T, alpha, beta)``.
 
-    ``fitness_acc(arch) -> accuracy``; latency from ``lm.predict``. Returns (best arch,
-    history of every evaluated candidate)."""
+    ``fitness_acc(arch) -> accuracy``; latency ``calibration.apply(lm.predict(arch))``.
+    Returns (best arch, history of every evaluated candidate)."""
     from tqdm import tqdm
 
     rng = np.random.default_rng(seed)
@@ -202,7 +260,7 @@ def regularized_evolution(space: Any, lm: LatencyModel, fitness_acc: Any, target
         key = tuple(int(v) for v in arch)
         if key not in cache:
             acc = float(fitness_acc(arch))
-            lat = float(lm.predict(arch[None, :])[0])
+            lat = float(calibration.apply(lm.predict(arch[None, :])[0]))
             cache[key] = {"arch": key, "acc": acc, "lat_ms": lat,
                           "reward": _mnas_reward(acc, lat, target_ms, alpha, beta)}
         rec = dict(cache[key])
@@ -234,11 +292,13 @@ def regularized_evolution(space: Any, lm: LatencyModel, fitness_acc: Any, target
 
 
 def gradient_search(net: Any, space: Any, lm: LatencyModel, data: dict[str, Any],
-                    target_ms: float, epochs: int, seed: int, progress: bool = False
+                    target_ms: float, epochs: int, seed: int, progress: bool = False,
+                    calibration: LatencyCalibration = LatencyCalibration()
                     ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """ProxylessNAS-style: logits alpha (n_slots, n_ops) trained with the ``mul#log`` loss,
     alpha * CE * (log E[LAT] / log T) ** beta, on the supernet's relaxation (weights trained
-    along). Latencies enter the loss in microseconds (log T > 0 needs T > 1 unit)."""
+    along); E[LAT] = ``calibration.apply(expected_latency(lm, probs))``. Latencies enter the
+    loss in microseconds (log T > 0 needs T > 1 unit)."""
     import torch
     import torch.nn.functional as F
     from tqdm import tqdm
@@ -258,7 +318,7 @@ def gradient_search(net: Any, space: Any, lm: LatencyModel, data: dict[str, Any]
             idx = order[start:start + 64]
             probs = torch.softmax(masked_logits(space, alpha), -1)
             ce = F.cross_entropy(net(x[idx], probs=probs), y[idx])
-            e_lat = expected_latency(lm, probs)
+            e_lat = calibration.apply(expected_latency(lm, probs))
             loss = mul_log_loss(ce, e_lat * 1e3, target_ms * 1e3)
             opt_a.zero_grad()
             opt_w.zero_grad()
@@ -268,7 +328,7 @@ def gradient_search(net: Any, space: Any, lm: LatencyModel, data: dict[str, Any]
         arch = torch.argmax(masked_logits(space, alpha.detach()), -1).numpy()
         history.append({"arch": tuple(int(v) for v in arch), "epoch": epoch,
                         "expected_ms": float(e_lat.detach()), "ce": float(ce.detach()),
-                        "lat_ms": float(lm.predict(arch[None, :])[0]),
+                        "lat_ms": float(calibration.apply(lm.predict(arch[None, :])[0])),
                         "acc": _proxy_accuracy(net, arch, data), "reward": float("nan")})
     return np.asarray(history[-1]["arch"], dtype=np.int64), history
 
@@ -289,6 +349,35 @@ def measure_arch_ms(space: Any, arch: np.ndarray, device: str, threads: int,
     overhead = OpMeasurer(backend, policy).overhead_s
     return (float(np.median(timing.samples)) * 1e3,
             float(np.percentile(timing.samples, 10)) * 1e3, overhead * 1e3)
+
+
+def calibrate_latency(space: Any, lm: LatencyModel, device: str, threads: int, n: int,
+                      seed: int, progress: bool = False) -> LatencyCalibration:
+    """Time ``n`` architectures end to end on host backend ``device`` (picked at evenly
+    spaced quantiles of the table latency of 4000 random ones) and fit the affine map."""
+    from tqdm import tqdm
+
+    pool = space.sample(4000, seed=seed)
+    table = lm.predict(pool)
+    picks = np.argsort(table, kind="stable")[np.linspace(0, len(pool) - 1, n).round()
+                                             .astype(np.int64)]
+    measured = []
+    for arch in tqdm(pool[picks], desc="calibrate", unit="arch", disable=not progress,
+                     leave=False):
+        median, _, overhead = measure_arch_ms(space, arch, device, threads, budget_s=1.0)
+        measured.append(median - overhead)
+    return LatencyCalibration.fit(pool[picks], table[picks], measured)
+
+
+def _load_calibration(path: Path) -> LatencyCalibration:
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return LatencyCalibration(float(doc["scale"]), float(doc["offset_ms"]),
+                                  tuple(tuple(int(v) for v in a) for a in doc["archs"]),
+                                  tuple(float(v) for v in doc["table_ms"]),
+                                  tuple(float(v) for v in doc["measured_ms"]))
+    except (KeyError, TypeError, ValueError) as err:
+        raise SearchError(f"{path}: not a calibration file ({err}); delete it to refit") from None
 
 
 # -- driver ---------------------------------------------------------------------------------
@@ -337,6 +426,16 @@ def run_nas(config: NasConfig, out: str | Path, progress: bool = True) -> list[T
                 raise SearchError(f"{table_path}: {len(report.failed)} key(s) could not be "
                                   f"measured: {report.failed[:3]}")
         lm = LatencyModel(config.device, space, table=table_path)
+        calibration = LatencyCalibration()
+        calib_path = out / "calibration.json"
+        if calib_path.exists():
+            calibration = _load_calibration(calib_path)
+        elif is_host and config.calibrate:
+            calibration = calibrate_latency(space, lm, config.device, config.threads,
+                                            config.calibrate, config.seed + 7, progress)
+            doc = {"format": "hwsim-nas-calibration", "version": 1, **asdict(calibration),
+                   "max_rel_error": calibration.max_rel_error()}
+            write_text_atomic(calib_path, json.dumps(doc, indent=1))
 
         net = ProxylessSupernet(space)
         weights = out / "supernet.npz"
@@ -357,13 +456,15 @@ def run_nas(config: NasConfig, out: str | Path, progress: bool = True) -> list[T
                 arch, history = regularized_evolution(
                     space, lm, lambda a: _proxy_accuracy(net, a, data), target,
                     config.generations, config.population, config.tournament, alpha, beta,
-                    seed, progress)
+                    seed, progress, calibration)
             else:
                 net.load_state_dict(base_state)
                 arch, history = gradient_search(net, space, lm, data, target,
-                                                config.grad_epochs, seed, progress)
+                                                config.grad_epochs, seed, progress,
+                                                calibration)
                 net.load_state_dict(base_state)
-            pred = float(lm.predict(arch[None, :])[0])
+            table_ms = float(lm.predict(arch[None, :])[0])
+            pred = float(calibration.apply(table_ms))
             val_acc = _proxy_accuracy(net, arch, data)
             model = _train_net(space.build(arch, seed=seed), data, config.final_epochs, seed,
                                f"retrain T={target:g}ms", progress)
@@ -376,14 +477,14 @@ def run_nas(config: NasConfig, out: str | Path, progress: bool = True) -> list[T
             results[float(target)] = TargetResult(
                 target_ms=float(target), reward_kind=config.reward,
                 arch=[int(v) for v in arch], arch_names=space.choice_names(arch),
-                predicted_ms=pred, measured_ms=measured, measured_net_ms=net_ms,
+                table_ms=table_ms, predicted_ms=pred, measured_ms=measured, measured_net_ms=net_ms,
                 measured_p10_ms=p10,
                 rel_to_target=None if net_ms is None else net_ms / target - 1.0,
                 val_acc_supernet=val_acc, test_acc=test_acc,
                 reward=_mnas_reward(test_acc, net_ms if net_ms is not None else pred, target,
                                     alpha, beta),
                 evaluated=len(history), history=history)
-            _write_results(out, config, lm, results)
+            _write_results(out, config, lm, calibration, results)
             _write_history(out / f"history-{target:g}ms.csv", history)
         _plot(out / "pareto.png", config, results)
         return [results[float(t)] for t in config.targets_ms]
@@ -392,11 +493,16 @@ def run_nas(config: NasConfig, out: str | Path, progress: bool = True) -> list[T
 
 
 def _write_results(out: Path, config: NasConfig, lm: LatencyModel,
-                   results: dict[float, TargetResult]) -> None:
+                   calibration: LatencyCalibration, results: dict[float, TargetResult]) -> None:
     ordered = [results[t] for t in sorted(results)]
     doc = {"format": "hwsim-nas-results", "version": 1, "config": asdict(config),
            "latency_model": lm.report(),
-           "latency_convention": "predicted_ms and measured_net_ms exclude one empty-model "
+           "calibration": {"scale": calibration.scale, "offset_ms": calibration.offset_ms,
+                           "n": len(calibration.archs),
+                           "max_rel_error": calibration.max_rel_error()},
+           "latency_convention": "table_ms is the sum of table rows; predicted_ms = scale * "
+                                 "table_ms + offset_ms (the latency the search used); "
+                                 "predicted_ms and measured_net_ms exclude one empty-model "
                                  "call of the backend; measured_ms is the raw median",
            "targets": [asdict(r) for r in ordered]}
     write_text_atomic(out / "results.json", json.dumps(doc, indent=1))
@@ -404,7 +510,8 @@ def _write_results(out: Path, config: NasConfig, lm: LatencyModel,
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(RESULT_COLUMNS)
     for r in ordered:
-        w.writerow([r.target_ms, r.reward_kind, " ".join(r.arch_names), r.predicted_ms,
+        w.writerow([r.target_ms, r.reward_kind, " ".join(r.arch_names), r.table_ms,
+                    r.predicted_ms,
                     r.measured_ms, r.measured_net_ms, r.measured_p10_ms, r.rel_to_target,
                     r.val_acc_supernet, r.test_acc, r.reward, r.evaluated])
     write_text_atomic(out / "results.csv", buf.getvalue())
