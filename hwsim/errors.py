@@ -53,3 +53,7 @@ class PredictorError(LatencyError):
 
 class SearchError(HwsimError):
     """A search (NAS or mixed precision) cannot run as asked (e.g. an unreachable budget)."""
+
+
+class BudgetError(SearchError):
+    """A search budget is malformed (``metric=fraction``) or below the minimum achievable cost."""

@@ -18,7 +18,11 @@ SPACE_NAMES = ("proxyless", "proxyless-digits", "mnasnet", "fbnet", "nb201")
 
 # ProxylessNAS-Mobile, blocks of proxyless_mobile.config (hanlab.mit.edu/files/proxylessNAS/,
 # the net config mit-han-lab/proxylessnas model_zoo.py loads; read from the copy in
-# zhengxiawu/pytorch_image_classification models/proxyless/network_config/). Per block:
+# zhengxiawu/pytorch_image_classification models/proxyless/network_config/), and checked
+# against the independent transcription in osmr/imgclsmob proxylessnas.py (version "mobile":
+# init 32, channels 16 | 32x4 | 40x4 | 80x4 96x4 | 192x4 320, kernels 3 | 5 3 3 3 | 7 3 5 5 |
+# 7 5 5 5 5 5 5 5 | 7 7 7 7 7, expansions 1 | 3 3 3 3 | 3 3 3 3 | 6 3 3 3 6 3 3 3 | 6 6 3 3 6,
+# stage-1 blocks 3 and 4 without a conv (zero), head 1280). Per block:
 # (layer, in, out, kernel, stride, expand); shortcuts are IdentityLayer exactly where stride 1
 # and in == out.
 PROXYLESS_MOBILE_BLOCKS = [
@@ -37,7 +41,8 @@ PROXYLESS_MOBILE_BLOCKS = [
 ]
 PROXYLESS_MOBILE_WIDTHS = (32, 40, 80, 96, 192, 320)  # released net: stage 1 has 32, not 24
 
-# MnasNet-B1 and -A1, tensorflow/tpu models/official/mnasnet/mnasnet_models.py.
+# MnasNet-B1 and -A1, tensorflow/tpu models/official/mnasnet/mnasnet_models.py (the B1 strings
+# read again from two copies of that file: mnasnet_b1 blocks_args, stem 32, 224 input).
 MNASNET_B1 = ["r1_k3_s11_e1_i32_o16_noskip", "r3_k3_s22_e3_i16_o24", "r3_k5_s22_e3_i24_o40",
               "r3_k5_s22_e6_i40_o80", "r2_k3_s11_e6_i80_o96", "r4_k5_s22_e6_i96_o192",
               "r1_k3_s11_e6_i192_o320_noskip"]
@@ -210,3 +215,23 @@ def test_ops_formats_keys_in_the_space_format() -> None:
     op = [o for o in space.ops(space.decode(MNASNET_B1)) if o.key.op == "expanded_conv"][1]
     assert op.table_key == format_key(op.key, "ofa")
     assert op.table_key.startswith("expanded_conv-input:112x112x16-output:56x56x24-expand:48-")
+
+
+def test_proxyless_search_space_matches_design_b8() -> None:
+    """DESIGN.md B8: widths 24,40,80,96,192,320 with 4,4,4,4,4,1 slots and first strides
+    2,2,2,1,2,1; stem conv3x3 s2 -> 32, MBConv1 k3 -> 16; head 1x1 -> 1280, FC; candidates
+    MBConv expand {3,6} x kernel {3,5,7} plus zero."""
+    space = get_space("proxyless")
+    assert space.n_slots == 21
+    firsts = [0, 4, 8, 12, 16, 20]
+    assert [space.layout[s][2:] for s in firsts] == [(24, 2), (40, 2), (80, 2), (96, 1),
+                                                     (192, 2), (320, 1)]
+    assert all(space.layout[s][3] == 1 for s in range(21) if s not in firsts)
+    assert sorted(space.choices[0]) == sorted(
+        [f"k{k}e{e}" for k in (3, 5, 7) for e in (3, 6)] + ["zero"])
+    stem, first, head, fc = (str(k) for k in space.fixed_keys())
+    assert stem == "Conv-input:224x224x3-output:112x112x32"
+    assert first == ("expanded_conv-input:112x112x32-output:112x112x16-expand:1-kernel:3-"
+                     "stride:1-idskip:0")
+    assert head == "Conv_1-input:7x7x320-output:7x7x1280"
+    assert fc == "Logits-input:7x7x1280-output:1000"

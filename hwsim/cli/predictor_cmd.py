@@ -1,4 +1,12 @@
-"""``hwsim predictor fit|predict|eval``: architecture-level latency predictors from CSV files.
+"""``hwsim predictor fit|predict|eval``: latency predictors from CSV files.
+
+Architecture level (``--space nb201|fbnet``) and kernel level (``--space kernels``, nn-Meter
+style, for host measurements). Kernel level: TRAIN.csv / TEST.csv are latency tables
+(``hwsim lut build`` output: ``key`` + ``latency_ms`` columns, milliseconds); ARCHS.csv for
+``predict`` needs a ``key`` column of canonical kernel keys; PRED.csv gets ``key`` +
+``latency_ms``. ``fit --adaptive-rounds R --device host-ort --measured-out M.csv`` adds
+nn-Meter's adaptive sampling: configurations next to rows with out-of-fold error > 10 % are
+measured on this machine (appended to M.csv, resumable) and the predictor is refitted.
 
 CSV columns follow ``../shared/data/latency/*.csv``: NB201 files have ``arch_str``, FBNet files
 ``op0``..``op21``; every other numeric column is a device's latency in ms.
@@ -13,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -104,7 +113,147 @@ def _write_csv(frame: pd.DataFrame, path: str) -> None:
         raise
 
 
+KERNEL_SPACE = "kernels"
+
+
+def _kernel_rows(path: str, target: str):  # noqa: ANN202
+    """(keys, latency_ms, table) of a latency-table CSV."""
+    from hwsim.latency.table import LatencyTable
+
+    target = target or "latency_ms"
+    if target != "latency_ms":
+        raise LatencyError(f"--space {KERNEL_SPACE}: the target column of a latency table is "
+                           f"latency_ms (milliseconds), got {target!r}")
+    table = LatencyTable.load(path)
+    if not len(table):
+        raise LatencyError(f"{path}: no rows")
+    rows = list(table)
+    return [r.key for r in rows], np.array([r.latency_ms for r in rows]), table
+
+
+def _load_avg() -> str:
+    try:
+        with open("/proc/loadavg", encoding="ascii") as fh:
+            return " ".join(fh.read().split()[:3])
+    except OSError:
+        return "na"
+
+
+def _cmd_fit_kernels(args: argparse.Namespace) -> int:
+    from hwsim.latency.kernel_predictor import KernelLatencyPredictor, adaptive_fit
+
+    keys, y, table = _kernel_rows(args.train, args.target)
+    summary = table.summary()
+    if len(summary["devices"]) != 1:
+        raise LatencyError(f"{args.train}: rows of several devices {summary['devices']}; a "
+                           f"kernel predictor is fitted per device")
+    predictor = KernelLatencyPredictor(seed=args.seed)
+    rounds = []
+    load_start = _load_avg()
+    if args.adaptive_rounds:
+        if not args.device or not args.measured_out:
+            raise LatencyError("--adaptive-rounds needs --device (host-ort|host-torch|"
+                               "host-cuda) and --measured-out CSV")
+        from hwsim.latency.build import build_table
+        from hwsim.latency.table import LatencyTable
+
+        def measure(new_keys):  # noqa: ANN001, ANN202
+            rep = build_table(args.device, new_keys, args.measured_out, threads=args.threads,
+                              progress=not args.no_progress)
+            for key, why in rep.failed:
+                print(f"  not measured: {key}: {why}", file=sys.stderr)
+            measured = LatencyTable.load(args.measured_out)
+            return {k: measured.lookup(k).latency_ms for k in new_keys if k in measured}
+
+        predictor, keys, y, rounds = adaptive_fit(
+            predictor, keys, y, measure, rounds=args.adaptive_rounds,
+            per_round=args.adaptive_per_round)
+        for i, r in enumerate(rounds):
+            print(f"adaptive round {i + 1}: {r.n_above} of {r.n_rows} rows above 10 % "
+                  f"out-of-fold error (+-10 % share {100 * r.share_within:.1f} %); "
+                  f"{r.n_proposed} neighbours proposed, {r.n_measured} measured")
+    else:
+        predictor.fit(keys, y)
+    info = {"train_file": os.path.basename(args.train), "device": summary["devices"][0],
+            "backends": summary["backends"], "threads": summary["threads"],
+            "methods": summary["methods"], "sources": summary["sources"],
+            "adaptive_rounds": [vars(r) for r in rounds],
+            "measured_file": os.path.basename(args.measured_out) if args.measured_out else None,
+            "load_average_at_fit": {"start": load_start, "end": _load_avg()}}
+    save_predictor(args.out, predictor, target_column=args.target or "latency_ms",
+                   summary=info)
+    for ktype, tm in predictor.models_.items():
+        sel = tm.selection
+        scores = ", ".join(f"{m} {100 * v['acc10']:.1f} %" for m, v in sel["heldout"].items())
+        print(f"  {ktype:12s} {tm.n_train:5d} rows  chosen {sel['chosen']:17s} "
+              f"(held-out +-10 %: {scores})")
+    if predictor.types_without_model_:
+        print(f"  no model (too few rows): {predictor.types_without_model_}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _key_column(frame: pd.DataFrame, path: str) -> list:
+    from hwsim.latency.op_key import OpKey
+
+    if "key" not in frame.columns:
+        raise LatencyError(f"{path}: needs a 'key' column of canonical kernel keys")
+    out = []
+    for i, text in enumerate(frame["key"].astype(str)):
+        try:
+            out.append(OpKey.parse(text))
+        except LatencyError as err:
+            raise LatencyError(f"{path}: row {i}: {err}") from None
+    return out
+
+
+def _cmd_predict_kernels(args: argparse.Namespace, model) -> int:  # noqa: ANN001
+    frame = _read_csv(args.archs)
+    keys = _key_column(frame, args.archs)
+    latency = model.predict(keys)
+    _write_csv(pd.DataFrame({"key": [str(k) for k in keys], "latency_ms": latency}), args.out)
+    print(f"predicted {len(keys)} kernels -> {args.out}")
+    return 0
+
+
+def _cmd_eval_kernels(args: argparse.Namespace, model) -> int:  # noqa: ANN001
+    from hwsim.latency.kernel_predictor import kernel_type
+
+    keys, y, _ = _kernel_rows(args.test, args.target)
+    keep = [i for i, k in enumerate(keys) if kernel_type(k) is not None]
+    skipped = len(keys) - len(keep)
+    if not args.include_train:
+        train = set(model.train_keys_)
+        held = [i for i in keep if str(keys[i]) not in train]
+        print(f"held out: {len(keep) - len(held)} training configurations excluded, "
+              f"{len(held)} evaluated (use --include-train to keep them)")
+        keep = held
+    uncovered = [i for i in keep if not model.covers(keys[i])]
+    keep = [i for i in keep if model.covers(keys[i])]
+    if skipped or uncovered:
+        print(f"not scored: {skipped} block keys, {len(uncovered)} kernels of types without a "
+              f"model")
+    if len(keep) < 2:
+        raise PredictorError(f"{args.test}: fewer than 2 kernels left to evaluate")
+    pred = model.predict([keys[i] for i in keep])
+    true = y[keep]
+    m = latency_metrics(true, pred, 0.0)
+    print(f"kernels {m.n_used}: RMSE {m.rmse_ms:.4f} ms  RMSPE {m.rmspe_pct:.3f}%  "
+          f"+-5% {100 * m.acc5:.2f}%  +-10% {100 * m.acc10:.2f}%  +-15% {100 * m.acc15:.2f}%  "
+          f"Spearman {m.spearman:.4f}")
+    types = np.array([kernel_type(keys[i]) for i in keep])
+    for t in sorted(set(types)):
+        sel = types == t
+        acc = float(np.mean(np.abs(pred[sel] - true[sel]) / true[sel] <= 0.10 + 1e-12))
+        print(f"  {t:12s} {int(sel.sum()):5d} kernels  +-10% {100 * acc:.2f}%")
+    return 0
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
+    if args.space == KERNEL_SPACE:
+        return _cmd_fit_kernels(args)
+    if args.target is None:
+        raise LatencyError(f"--target COLUMN is required for --space {args.space}")
     space = args.space
     train = _read_csv(args.train)
     archs = _archs(train, space, args.train)
@@ -148,6 +297,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     model = load_predictor(args.model)
+    if hasattr(model, "predict_key"):
+        return _cmd_predict_kernels(args, model)
     frame = _read_csv(args.archs)
     archs = _archs(frame, model.space, args.archs)
     source = _source_for(model, frame, args.archs)
@@ -164,6 +315,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     model = load_predictor(args.model)
+    if hasattr(model, "predict_key"):
+        return _cmd_eval_kernels(args, model)
+    if args.target is None:
+        raise LatencyError("--target COLUMN is required for architecture-level predictors")
     frame = _read_csv(args.test)
     archs = _archs(frame, model.space, args.test)
     y = _latency_column(frame, args.target, args.test)
@@ -202,10 +357,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verbs = parser.add_subparsers(dest="predictor_command", metavar="ACTION", required=True)
 
     fit = verbs.add_parser("fit", help="fit a predictor on a target device's measurements")
-    fit.add_argument("--space", required=True, choices=arch_encoding.SPACES,
-                     help="architecture space (kernel-level predictors are not available yet)")
-    fit.add_argument("--train", required=True, help="CSV: architecture columns + target column")
-    fit.add_argument("--target", required=True, help="target device column (latency, ms)")
+    fit.add_argument("--space", required=True, choices=(*arch_encoding.SPACES, KERNEL_SPACE),
+                     help="architecture space, or 'kernels' (kernel-level, host measurements)")
+    fit.add_argument("--train", required=True,
+                     help="CSV: architecture columns + target column (kernels: a latency table)")
+    fit.add_argument("--target", default=None,
+                     help="target device column (latency, ms); kernels: latency_ms (default)")
     fit.add_argument("--source", help="CSV: architectures x other devices' latencies (ms)")
     fit.add_argument("--source-devices",
                      help="comma-separated source columns (default: every column of --source "
@@ -213,6 +370,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--kind", choices=sorted(ESTIMATORS), default="few_shot_blend",
                      help="estimator (default few_shot_blend; source_ridge is the baseline)")
     fit.add_argument("--out", required=True, help="model file to write (JSON)")
+    fit.add_argument("--seed", type=int, default=0, help="kernels: random seed")
+    fit.add_argument("--adaptive-rounds", type=int, default=0,
+                     help="kernels: rounds of adaptive sampling (measures on --device)")
+    fit.add_argument("--adaptive-per-round", type=int, default=60,
+                     help="kernels: new configurations per round (default 60)")
+    fit.add_argument("--device", help="kernels: host backend that measures adaptive samples")
+    fit.add_argument("--measured-out", help="kernels: CSV the adaptive samples go to "
+                                            "(resumable)")
+    fit.add_argument("--threads", type=int, default=1, help="kernels: measurement threads")
+    fit.add_argument("--no-progress", action="store_true")
     fit.set_defaults(func=_cmd_fit)
 
     pred = verbs.add_parser("predict", help="predict latency_ms for architectures")
@@ -225,7 +392,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev = verbs.add_parser("eval", help="print accuracy metrics against measured latencies")
     ev.add_argument("--model", required=True)
     ev.add_argument("--test", required=True, help="CSV: architecture columns + target column")
-    ev.add_argument("--target", required=True)
+    ev.add_argument("--target", default=None,
+                    help="target column (kernels: latency_ms, the default)")
     ev.add_argument("--include-train", action="store_true",
                     help="also score the architectures the model was trained on")
     ev.set_defaults(func=_cmd_eval)

@@ -11,6 +11,7 @@ import importlib
 
 _SUBVERB_MODULES = [
     "hwsim.cli.search_nas_cmd",
+    "hwsim.cli.search_haq_cmd",
 ]
 
 

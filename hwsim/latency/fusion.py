@@ -330,7 +330,7 @@ def detect_rules(backend: Any, measure: Any, sequences: Sequence[tuple[str, ...]
                 rules.append(FusionRule(tuple(seq), False, {"untested": str(err)}))
                 continue
             timing = time_runner(run, measure.policy)
-            t_seq = float(np.median(timing.samples)) * 1e3 - measure.overhead_s * 1e3
+            t_seq = float(np.median(timing.clean)) * 1e3 - measure.overhead_s * 1e3
         saved = sum(t_parts) - t_seq
         is_fused = saved > margin_rel * min(t_parts)
         rules.append(FusionRule(tuple(seq), bool(is_fused), {

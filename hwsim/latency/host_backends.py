@@ -214,6 +214,8 @@ class OrtBackend:
                 return elapsed
 
         run.keepalive = (sessions, bound)  # type: ignore[attr-defined]
+        # with one intra-op thread ORT computes on the calling thread (measure.py: preemption)
+        run.caller_thread_only = self.threads == 1  # type: ignore[attr-defined]
         return run
 
     def kernel_time_runner(self, model: onnx.ModelProto) -> KernelTimeRunner:
@@ -335,6 +337,8 @@ class TorchBackend:
                     for _ in range(n):
                         fn(*inputs)
                     return time.perf_counter() - t0
+            # torch at one thread computes on the calling thread (measure.py: preemption)
+            run.caller_thread_only = self.threads == 1  # type: ignore[attr-defined]
             return run
         start = torch.cuda.Event(enable_timing=True)
         end = torch.cuda.Event(enable_timing=True)

@@ -7,6 +7,19 @@ statistics (distribution-free: ranks n/2 -+ 0.98 sqrt(n)), has a relative half-w
 ``rel_tol``, or ``max_samples`` / ``budget_s`` is reached (the row then records its larger
 ``ci_rel``; nothing is hidden).
 
+Preempted samples (shared machines): with one thread, ONNX Runtime and torch CPU run the op on
+the calling thread, so a sample during which that thread was descheduled shows as CPU time
+(``time.thread_time``) well below wall time. Such samples are dropped when the runner declares
+``caller_thread_only`` (host backends at 1 thread): a sample is kept when thread CPU time /
+wall time >= ``min_cpu_share`` (0.9). The stopping rule counts kept samples; a measurement
+with fewer than 3 kept samples fails (the key is reported, not written), and the row's note
+records ``kept=K/N``. Measured on this 2-core VM at load average ~9: a 3x3 conv alternated
+between 2.5 ms (CPU/wall 1.00) and 6.5 ms (CPU/wall 0.39) per sample; its CPU time stayed at
+2.5-2.6 ms. ``TimingPolicy.clock = "thread-cpu"`` times samples by the calling thread's CPU
+time instead (every sample kept): for whole networks on a loaded machine, whose runs are longer
+than a scheduler time slice and so are almost never free of preemption (MobileNetV2 at load ~7:
+0 of 225 wall-clock samples kept).
+
 What one sample measures is the row's ``method`` (``METHODS``):
 
 ``wall``
@@ -46,6 +59,9 @@ from hwsim.latency.op_key import OpKey
 from hwsim.latency.table import MEASURE_METHODS, LatencyRow
 
 METHODS = MEASURE_METHODS
+# What a sample's time is: wall time (perf_counter), or the measuring thread's CPU time
+# (thread_time; only for runners that compute on the calling thread; every sample is kept).
+CLOCKS = ("wall", "thread-cpu")
 
 
 @dataclass(frozen=True)
@@ -59,6 +75,8 @@ class TimingPolicy:
     warmup_samples: int = 3
     min_sample_s: float = 0.002
     budget_s: float = 3.0
+    min_cpu_share: float = 0.9
+    clock: str = "wall"
 
     def __post_init__(self) -> None:
         if not 0 < self.rel_tol < 1:
@@ -69,15 +87,30 @@ class TimingPolicy:
                 self.budget_s <= 0:
             raise LatencyError("batch >= 1, warmup_samples >= 0, min_sample_s >= 0 and "
                                "budget_s > 0 are required")
+        if not 0 <= self.min_cpu_share < 1:
+            raise LatencyError(f"min_cpu_share must be in [0, 1), got {self.min_cpu_share}")
+        if self.clock not in CLOCKS:
+            raise LatencyError(f"clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
 
 
 @dataclass(frozen=True)
 class Timing:
-    """Per-run times in seconds (each the mean of ``inner`` back-to-back runs)."""
+    """Per-run times in seconds (each the mean of ``inner`` back-to-back runs); ``kept`` marks
+    the samples not preempted (all True when the runner cannot tell)."""
 
     samples: np.ndarray
     inner: int
     converged: bool
+    kept: np.ndarray | None = None
+
+    @property
+    def kept_mask(self) -> np.ndarray:
+        return np.ones(self.samples.size, dtype=bool) if self.kept is None else self.kept
+
+    @property
+    def clean(self) -> np.ndarray:
+        """The samples that were not preempted."""
+        return self.samples[self.kept_mask]
 
 
 def median_ci_rel(samples: np.ndarray) -> float:
@@ -94,7 +127,14 @@ def median_ci_rel(samples: np.ndarray) -> float:
 
 
 def time_runner(run: Runner, policy: TimingPolicy = TimingPolicy()) -> Timing:
-    """Samples of ``run`` until the median is stable (see module docstring)."""
+    """Samples of ``run`` until the median of the kept samples is stable (module docstring);
+    LatencyError when fewer than 3 samples escaped preemption."""
+    on_caller = bool(getattr(run, "caller_thread_only", False))
+    if policy.clock == "thread-cpu" and not on_caller:
+        raise LatencyError("clock 'thread-cpu' needs a runner that computes on the calling "
+                           "thread (host backends at 1 thread)")
+    cpu_clock = policy.clock == "thread-cpu"
+    check_cpu = on_caller and policy.min_cpu_share > 0 and not cpu_clock
     inner = 1
     while True:
         elapsed = run(inner)
@@ -106,18 +146,29 @@ def time_runner(run: Runner, policy: TimingPolicy = TimingPolicy()) -> Timing:
         run(inner)
     t_start = time.perf_counter()
     samples: list[float] = []
+    kept: list[bool] = []
     converged = False
     while True:
         for _ in range(policy.batch):
-            samples.append(run(inner) / inner)
-        if len(samples) >= policy.min_samples:
-            if median_ci_rel(np.array(samples)) < policy.rel_tol:
-                converged = True
-                break
-            if len(samples) >= policy.max_samples or \
-                    time.perf_counter() - t_start > policy.budget_s:
-                break
-    return Timing(np.array(samples), inner, converged)
+            c0 = time.thread_time()
+            wall = run(inner)
+            cpu = time.thread_time() - c0
+            samples.append((cpu if cpu_clock else wall) / inner)
+            kept.append(not check_cpu or cpu >= policy.min_cpu_share * wall)
+        clean = np.array(samples)[np.array(kept)]
+        if clean.size >= policy.min_samples and median_ci_rel(clean) < policy.rel_tol:
+            converged = True
+            break
+        if len(samples) >= policy.max_samples or \
+                time.perf_counter() - t_start > policy.budget_s:
+            break
+    mask = np.array(kept)
+    if mask.sum() < 3:
+        raise LatencyError(f"only {int(mask.sum())} of {len(samples)} timing samples ran "
+                           f"without preemption (thread CPU time < {policy.min_cpu_share} x "
+                           f"wall time); the machine is too loaded to measure (load average "
+                           f"{_load1()})")
+    return Timing(np.array(samples), inner, converged, mask)
 
 
 class OpMeasurer:
@@ -141,7 +192,7 @@ class OpMeasurer:
         """Median time of one call of an empty model (seconds), measured once."""
         if self._overhead_s is None:
             timing = time_runner(self.backend.empty_runner(), self.policy)
-            self._overhead_s = float(np.median(timing.samples))
+            self._overhead_s = float(np.median(timing.clean))
         return self._overhead_s
 
     def _samples_ms(self, key: OpKey) -> tuple[np.ndarray, Timing, float | None, str]:
@@ -153,20 +204,20 @@ class OpMeasurer:
             timing = time_runner(run, self.policy)
             per_run = run.kernel_ms(timing.samples.size * timing.inner)
             samples = per_run.reshape(timing.samples.size, timing.inner).mean(axis=1)
-            return samples, timing, None, ""
+            return samples[timing.kept_mask], timing, None, ""
         copies = 1
         if self.method == "wall-cold":
             copies = cold_copies(self.backend.op_bytes(key))
         overhead = self.overhead_s
         timing = time_runner(self.backend.op_runner(key, copies), self.policy)
         extra = f";copies={copies}" if self.method == "wall-cold" else ""
-        return (timing.samples - overhead) * 1e3, timing, overhead * 1e3, extra
+        return (timing.clean - overhead) * 1e3, timing, overhead * 1e3, extra
 
     def __call__(self, key: OpKey) -> LatencyRow:
         net, timing, overhead_ms, extra = self._samples_ms(key)
         med = float(np.median(net))
         if med <= 0:
-            raise LatencyError(f"{key}: median {float(np.median(timing.samples)) * 1e3:.4f} ms "
+            raise LatencyError(f"{key}: median {float(np.median(timing.clean)) * 1e3:.4f} ms "
                                f"does not exceed the empty-model overhead "
                                f"{overhead_ms:.4f} ms on {self.backend.name}")
         p10, p90 = (float(v) for v in np.percentile(net, [10, 90]))
@@ -178,7 +229,7 @@ class OpMeasurer:
             versions=self._versions, method=self.method,
             date=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
             note=f"inner={timing.inner};converged={int(timing.converged)}{extra};"
-                 f"load1={_load1()}")
+                 f"kept={int(timing.kept_mask.sum())}/{timing.samples.size};load1={_load1()}")
 
 
 def _load1() -> str:

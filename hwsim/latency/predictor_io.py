@@ -22,8 +22,21 @@ floats are written with Python's shortest round-trip repr, so a load re-serialis
 bytes and the fitted numbers come back bit-identical. Fitted models are plain arrays evaluated by
 our numpy code, so files load on any newer numpy/scikit-learn.
 
-New predictor kinds (e.g. kernel-level predictors, space ``kernels``) register a pair of
-functions in ``_CODECS``: estimator -> JSON-able dict and dict -> fitted estimator.
+Kernel-level predictors (kind ``kernel_trees``, space ``kernels``;
+``hwsim.latency.kernel_predictor``) store per kernel type the log-linear baseline and every
+tree as plain arrays::
+
+        "feature_definition": {"space": "kernels", "feature_version", "kernel_types",
+                               "feature_names": {type: [...]}, "act_codes", "elementwise_ops"},
+        "fitted": {"models": {type: {"n_train", "selection", "baseline": {"coef", "intercept"},
+                   "ensemble": {"model", "base", "scale", "hyper_parameters",
+                                "trees": [{"feature", "threshold", "left", "right", "value"}]}}},
+                   "n_skipped", "types_without_model"},
+        "metrics": {"selection": {type: held-out metrics of each candidate}, ...}
+
+Loading checks every array (lengths, child indices pointing forward, finite numbers) before a
+tree is used. New predictor kinds register a pair of functions in ``_CODECS``: estimator ->
+JSON-able dict and dict -> fitted estimator.
 """
 
 from __future__ import annotations
@@ -43,6 +56,7 @@ import scipy
 
 from hwsim.errors import PredictorError
 from hwsim.latency import arch_encoding
+from hwsim.latency import kernel_predictor as kp
 from hwsim.latency.arch_predictor import ESTIMATORS, LogLinearModel, SourceTable
 from hwsim.latency.metrics import LatencyMetrics
 
@@ -197,15 +211,124 @@ def _arch_from_state(kind: str, payload: dict[str, Any]) -> Any:
     return predictor
 
 
+# ----------------------------------------------------------------------------------------------
+# Kernel-level predictors <-> plain dicts
+# ----------------------------------------------------------------------------------------------
+
+KERNEL_KIND = "kernel_trees"
+
+
+def _kernel_feature_definition() -> dict[str, Any]:
+    return {"space": "kernels", "feature_version": kp.FEATURE_VERSION,
+            "kernel_types": list(kp.KERNEL_TYPES),
+            "feature_names": {t: list(kp.FEATURE_NAMES[t]) for t in kp.KERNEL_TYPES},
+            "act_codes": {str(k): v for k, v in kp.ACT_CODES.items()},
+            "elementwise_ops": list(kp.ELEMENTWISE_OPS)}
+
+
+def _kernel_to_state(predictor: Any) -> dict[str, Any]:
+    models = {}
+    for ktype, tm in predictor.models_.items():
+        ens = tm.ensemble
+        models[ktype] = {
+            "n_train": tm.n_train, "selection": tm.selection,
+            "baseline": {"coef": _floats(tm.baseline.coef),
+                         "intercept": float(tm.baseline.intercept)},
+            "ensemble": {"model": ens.model, "base": float(ens.base), "scale": float(ens.scale),
+                         "hyper_parameters": ens.hyper_parameters,
+                         "trees": [{"feature": t.feature.tolist(),
+                                    "threshold": _floats(t.threshold),
+                                    "left": t.left.tolist(), "right": t.right.tolist(),
+                                    "value": _floats(t.value)} for t in ens.trees]}}
+    params = predictor.get_params()
+    params["candidates"] = params["candidates"] or kp.DEFAULT_CANDIDATES
+    return {"feature_definition": _kernel_feature_definition(), "hyper_parameters": params,
+            "fitted": {"models": models, "n_skipped": predictor.n_skipped_,
+                       "train_keys": list(predictor.train_keys_),
+                       "types_without_model": predictor.types_without_model_},
+            "metrics": {"selection": {t: m["selection"] for t, m in models.items()},
+                        **getattr(predictor, "extra_metrics_", {})}}
+
+
+def _int_array(obj: Any, key: str, where: str) -> np.ndarray:
+    raw = _field(obj, key, list, where)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
+        raise PredictorError(f"predictor file: {where}.{key} must be a list of integers")
+    return np.asarray(raw, dtype=np.int64)
+
+
+def _kernel_from_state(kind: str, payload: dict[str, Any]) -> Any:
+    fdef = _field(payload, "feature_definition", dict, "payload")
+    if fdef != _kernel_feature_definition():
+        raise PredictorError(
+            "predictor file: the kernel feature definition (feature_version "
+            f"{fdef.get('feature_version')!r}, feature names, codes) differs from this hwsim's "
+            f"(feature_version {kp.FEATURE_VERSION}); refit the kernel predictor")
+    hyper = _field(payload, "hyper_parameters", dict, "payload")
+    if set(hyper) != set(kp.KernelLatencyPredictor._param_names):
+        raise PredictorError(f"predictor file: hyper_parameters {sorted(hyper)} do not match "
+                             f"{sorted(kp.KernelLatencyPredictor._param_names)}")
+    predictor = kp.KernelLatencyPredictor(**hyper)
+    predictor._check_params()
+    fitted = _field(payload, "fitted", dict, "payload")
+    models = {}
+    for ktype, m in _field(fitted, "models", dict, "fitted").items():
+        where = f"fitted.models.{ktype}"
+        if ktype not in kp.KERNEL_TYPES:
+            raise PredictorError(f"predictor file: {where}: unknown kernel type")
+        n_feat = len(kp.FEATURE_NAMES[ktype])
+        base = _field(m, "baseline", dict, where)
+        coef = _array(base, "coef", f"{where}.baseline")
+        if coef.size != n_feat:
+            raise PredictorError(f"predictor file: {where}.baseline.coef has {coef.size} "
+                                 f"entries, expected {n_feat}")
+        e = _field(m, "ensemble", dict, where)
+        model = _field(e, "model", str, f"{where}.ensemble")
+        if model not in kp.MODEL_KINDS:
+            raise PredictorError(f"predictor file: {where}.ensemble.model {model!r} unknown")
+        trees = []
+        for i, t in enumerate(_field(e, "trees", list, f"{where}.ensemble")):
+            tw = f"{where}.ensemble.trees[{i}]"
+            tree = kp.Tree(_int_array(t, "feature", tw), _array(t, "threshold", tw),
+                           _int_array(t, "left", tw), _int_array(t, "right", tw),
+                           _array(t, "value", tw))
+            tree.check(n_feat, f"predictor file: {tw}")
+            trees.append(tree)
+        if not trees:
+            raise PredictorError(f"predictor file: {where}.ensemble has no trees")
+        ens = kp.TreeEnsemble(model, _field(e, "base", float, f"{where}.ensemble"),
+                              _field(e, "scale", float, f"{where}.ensemble"), tuple(trees),
+                              _field(e, "hyper_parameters", dict, f"{where}.ensemble"))
+        models[ktype] = kp.TypeModel(
+            ktype, kp.LogLinearBaseline(coef, _field(base, "intercept", float,
+                                                     f"{where}.baseline")),
+            ens, _field(m, "n_train", int, where), _field(m, "selection", dict, where))
+    if not models:
+        raise PredictorError("predictor file: no kernel type models")
+    predictor.models_ = models
+    predictor.n_skipped_ = _field(fitted, "n_skipped", int, "fitted")
+    train_keys = _field(fitted, "train_keys", list, "fitted")
+    if not all(isinstance(k, str) for k in train_keys):
+        raise PredictorError("predictor file: fitted.train_keys must be strings")
+    predictor.train_keys_ = tuple(train_keys)
+    predictor.types_without_model_ = _field(fitted, "types_without_model", dict, "fitted")
+    predictor.extra_metrics_ = {k: v for k, v in _field(payload, "metrics", dict,
+                                                        "payload").items() if k != "selection"}
+    return predictor
+
+
 _CODECS: dict[str, tuple[Callable[[Any], dict[str, Any]], Callable[[str, dict], Any]]] = {
     kind: (_arch_to_state, _arch_from_state) for kind in ESTIMATORS
 }
+_CODECS[KERNEL_KIND] = (_kernel_to_state, _kernel_from_state)
 
 
 def _kind_of(predictor: Any) -> str:
     for kind, cls in ESTIMATORS.items():
         if type(predictor) is cls:
             return kind
+    if type(predictor) is kp.KernelLatencyPredictor:
+        return KERNEL_KIND
     raise PredictorError(f"cannot save a {type(predictor).__name__}: no file format for it")
 
 
@@ -232,10 +355,20 @@ def save_predictor(path: str | os.PathLike, predictor: Any, *, target_column: st
     ``summary``: extra JSON-able facts about the training data (file names, ...) merged into
     ``training_summary``.
     """
-    if not hasattr(predictor, "components_"):
+    if not (hasattr(predictor, "components_") or hasattr(predictor, "models_")):
         raise PredictorError("cannot save an unfitted predictor; call fit() first")
     kind = _kind_of(predictor)
     state = _CODECS[kind][0](predictor)
+    if kind == KERNEL_KIND:
+        training_summary = {
+            "n_rows": sum(m.n_train for m in predictor.models_.values()),
+            "rows_per_type": {t: m.n_train for t, m in predictor.models_.items()},
+            "n_skipped_block_keys": predictor.n_skipped_, "target_column": str(target_column),
+            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "versions": _versions()}
+        training_summary.update(summary or {})
+        return _write_document(path, {"kind": kind, **state,
+                                      "training_summary": training_summary})
     table = predictor.source_table_
     training_summary = {
         "n_rows": predictor.n_train_ + predictor.n_dropped_degenerate_,
@@ -248,11 +381,14 @@ def save_predictor(path: str | os.PathLike, predictor: Any, *, target_column: st
         "versions": _versions(),
     }
     training_summary.update(summary or {})
-    payload = {"kind": kind, **state, "training_summary": training_summary}
+    return _write_document(path, {"kind": kind, **state, "training_summary": training_summary})
+
+
+def _write_document(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     try:
         document = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
                     "sha256": _digest(payload), "payload": payload}
-        text = json.dumps(document, allow_nan=False)
+        text = json.dumps(document, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as err:
         raise PredictorError(f"predictor cannot be written as JSON: {err}") from None
     out = Path(path)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle  # only for the error class torch.load raises on a corrupt file
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -209,8 +210,8 @@ class DdpgAgent:
             torch.manual_seed(c.seed)
             self.actor = Actor(n_states, c.hidden1, c.hidden2)
             self.critic = Critic(n_states, c.hidden1, c.hidden2)
-        self.actor_target = Actor(n_states, c.hidden1, c.hidden2)
-        self.critic_target = Critic(n_states, c.hidden1, c.hidden2)
+            self.actor_target = Actor(n_states, c.hidden1, c.hidden2)
+            self.critic_target = Critic(n_states, c.hidden1, c.hidden2)
         self.actor_target.load_state_dict(self.actor.state_dict())
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=c.lr_actor)
@@ -296,7 +297,8 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         meta = json.loads(payload["meta"])
-    except (OSError, RuntimeError, KeyError, TypeError, ValueError) as err:
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError,
+            pickle.UnpicklingError) as err:
         raise SearchError(f"cannot read the HAQ checkpoint {str(path)!r}: {err} (delete it to "
                           "start a new search)") from None
     if payload.get("format") != CHECKPOINT_VERSION:

@@ -19,8 +19,10 @@ Deliberate deviations from HAQ's code (each noted where it happens):
   numpy's half to even, and a = 1 mapped to b_max (HAQ's formula gives b_max + 1 there).
 - The budget walk decrements to the next lower candidate width, never below ``min(bits)``,
   and never touches a component fixed by the first/last rule.
-- The fp reference accuracy is the float model's accuracy on the validation split (HAQ measures
-  it on its training split).
+- Both accuracies come from the validation split: acc_q after the fine-tune, run through the
+  emulator of the device's numerics (``PolicyEvaluator.accuracy``), acc_fp of the float model.
+  HAQ's released code rewards the running top-1 of its fine-tune epoch on the training split
+  (``_finetune`` returns it) against the float model's top-1 on that training split.
 """
 
 from __future__ import annotations

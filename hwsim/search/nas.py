@@ -5,30 +5,34 @@ Pipeline (``run_nas``), everything saved under ``out`` and resumable:
 1. Latency table of every key of the space (``lut-<device>.csv``): host backends time the
    blocks on this machine (``hwsim.latency.build``, resumable); a device YAML is modeled.
    On a host backend, ``calibrate`` architectures spread over the table's latency range are
-   also timed end to end and an affine map measured = scale * table + offset is fitted by
-   least squares (``calibration.json``; see "Calibration" below). The search uses the mapped
-   latency; results keep the raw table sum too.
-2. A weight-sharing supernet (``supernet.npz``) trained on digits with uniformly sampled paths.
+   also timed end to end and an affine map measured = scale * table + offset is fitted
+   (Theil-Sen, robust to a sample disturbed by other jobs; ``calibration.json``; see
+   "Calibration" below). The search uses the mapped latency; results keep the table sum too.
+2. A weight-sharing supernet (``supernet.npz``, ``hwsim.search.supernet``) trained on digits
+   with uniformly sampled paths.
 3. For each target T (ms):
    - ``reward="mnas"``: regularized evolution (Real et al. 2019: population, tournament,
      one-slot mutation, oldest dies) maximising the MnasNet reward ACC * (LAT/T)^w with the
-     supernet's validation accuracy and the table latency;
+     supernet's validation accuracy and the calibrated table latency;
    - ``reward="proxyless"``: ProxylessNAS-style gradient search: architecture logits trained
      with the ``mul#log`` loss on the supernet's continuous relaxation and the differentiable
      E[LAT] (``expected_latency``); the architecture is the argmax per slot.
    The found network is trained from scratch (test accuracy) and, on a host backend, its ONNX
-   model is timed end to end with the same backend and threads (ground truth).
+   model is timed end to end with the same backend, one thread (ground truth; CPU time of the
+   calling thread, see ``measure_arch_ms``).
 4. ``results.json`` / ``results.csv`` (one row per target, rewritten atomically after each),
    ``history-<T>.csv`` (every evaluated candidate) and ``pareto.png``.
 
 Latency convention: table rows exclude the cost of one empty-model call (``overhead_ms``,
-see ``hwsim.latency.measure``); ``measured_ms`` is the raw end-to-end median and
-``measured_net_ms`` the same minus that overhead, the number comparable with the prediction.
+see ``hwsim.latency.measure``); ``measured_ms`` is the end-to-end median per run and
+``measured_net_ms`` the same minus the empty model's, the number comparable with the
+prediction.
 
 Calibration: per-op table sums over-predict these small networks end to end (measured here,
-1 thread, ORT kernel-method table, 8x8 digits nets: measured / table 0.44-0.57 on 4 random
-architectures), because per-kernel costs that the table charges for every op (profiler
-records, the half-microsecond truncation allowance) are a large share of microsecond kernels.
+1 thread, ORT kernel-method table, 8x8 digits nets: measured / table 0.38-0.63 on 6
+architectures spread over the table's range), because per-kernel costs that the table
+charges for every op (profiler records, the half-microsecond truncation allowance) are a large
+share of microsecond kernels (**assumption**: the cause is not isolated).
 The affine fit on a few measured architectures (the few-shot idea of HELP, DESIGN.md B7) maps
 the table to this machine's end-to-end time; its residuals are saved and reported. An affine
 map keeps E[LAT] exact: E[scale * L + offset] = scale * E[L] + offset.
@@ -101,8 +105,9 @@ class NasConfig:
 
 @dataclass(frozen=True)
 class LatencyCalibration:
-    """``latency_ms = scale * table_ms + offset_ms``, fitted by least squares on the
-    architectures ``archs`` (their table sums ``table_ms`` and measured ``measured_ms``, net of
+    """``latency_ms = scale * table_ms + offset_ms``, fitted on the architectures ``archs``
+    (Theil-Sen: median of pairwise slopes, so one run disturbed by a load spike does not tilt
+    the line) (their table sums ``table_ms`` and measured ``measured_ms``, net of
     the backend's empty-model overhead). ``scale`` 1 and ``offset_ms`` 0 with no points: the
     table itself (modeled devices)."""
 
@@ -119,7 +124,9 @@ class LatencyCalibration:
         if x.size < 3 or x.shape != y.shape or np.ptp(x) <= 0:
             raise SearchError(f"calibration needs >= 3 architectures of different table "
                               f"latency, got {x.size}")
-        scale, offset = np.polyfit(x, y, 1)
+        from scipy.stats import theilslopes
+
+        scale, offset = (float(v) for v in theilslopes(y, x, method="joint")[:2])
         if not scale > 0:
             raise SearchError(f"calibration fit has scale {scale:.3g} <= 0 (table latency "
                               f"does not rank the measured ones: table {x.tolist()}, measured "
@@ -131,12 +138,17 @@ class LatencyCalibration:
         """Calibrated latency (ms) of table sums (float, array or torch tensor)."""
         return self.scale * table_ms + self.offset_ms
 
+    def rel_errors(self) -> np.ndarray:
+        """|fit - measured| / measured per calibration architecture."""
+        y = np.asarray(self.measured_ms, dtype=np.float64)
+        return np.abs(self.apply(np.asarray(self.table_ms, dtype=np.float64)) - y) / y
+
     def max_rel_error(self) -> float | None:
-        """Largest |fit - measured| / measured over the calibration architectures."""
-        if not self.measured_ms:
-            return None
-        y = np.asarray(self.measured_ms)
-        return float(np.max(np.abs(self.apply(np.asarray(self.table_ms)) - y) / y))
+        """Largest relative error of the fit on its own points (None without points)."""
+        return float(self.rel_errors().max()) if self.measured_ms else None
+
+    def median_rel_error(self) -> float | None:
+        return float(np.median(self.rel_errors())) if self.measured_ms else None
 
 
 @dataclass
@@ -334,39 +346,91 @@ def gradient_search(net: Any, space: Any, lm: LatencyModel, data: dict[str, Any]
 
 
 # -- measurement ----------------------------------------------------------------------------
+def _cpu_samples_s(run: Any, samples: int, min_sample_s: float = 0.005) -> np.ndarray:
+    """Per-run CPU time (s) of this thread over ``samples`` samples of ``run(inner)``; ``inner``
+    doubles until one sample takes ``min_sample_s`` of CPU time."""
+    import time
+
+    inner = 1
+    while True:
+        t0 = time.thread_time()
+        run(inner)
+        if time.thread_time() - t0 >= min_sample_s or inner >= 1 << 16:
+            break
+        inner *= 2
+    out = np.empty(samples)
+    for i in range(samples):
+        t0 = time.thread_time()
+        run(inner)
+        out[i] = (time.thread_time() - t0) / inner
+    return out
+
+
 def measure_arch_ms(space: Any, arch: np.ndarray, device: str, threads: int,
-                    budget_s: float = 2.0) -> tuple[float, float, float]:
-    """(end-to-end median ms, 10th percentile ms, the backend's empty-model overhead ms) of
-    the architecture's ONNX model on host backend ``device``."""
+                    samples: int = 25) -> tuple[float, float, float]:
+    """(median ms, 10th percentile ms, the backend's empty-model median ms) per run of the
+    architecture's ONNX model on host backend ``device``, timed as CPU time of the calling
+    thread (``time.thread_time``).
+
+    CPU time, not wall time: with one intra-op thread ONNX Runtime runs the graph on the
+    calling thread, so its CPU time is the run's cost on one core, without the time the
+    shared machine gives to other jobs (wall-clock end-to-end medians of the same networks
+    varied several-fold with the load here). Needs ``threads == 1``."""
     from hwsim.latency.host_backends import make_backend
-    from hwsim.latency.measure import OpMeasurer, TimingPolicy, time_runner
 
     if not hasattr(space, "onnx"):
         raise SearchError(f"space {space.name!r} has no ONNX export for end-to-end timing")
+    if threads != 1:
+        raise SearchError(f"end-to-end timing reads the calling thread's CPU time and needs "
+                          f"--threads 1, got {threads}")
     backend = make_backend(device, threads)
-    policy = TimingPolicy(rel_tol=0.02, budget_s=budget_s)
-    timing = time_runner(backend.model_runner(space.onnx(arch)), policy)
-    overhead = OpMeasurer(backend, policy).overhead_s
-    return (float(np.median(timing.samples)) * 1e3,
-            float(np.percentile(timing.samples, 10)) * 1e3, overhead * 1e3)
+    model = _cpu_samples_s(backend.model_runner(space.onnx(arch)), samples)
+    empty = _cpu_samples_s(backend.empty_runner(), samples)
+    return (float(np.median(model)) * 1e3, float(np.percentile(model, 10)) * 1e3,
+            float(np.median(empty)) * 1e3)
+
+
+def calibration_archs(space: Any, lm: LatencyModel, n: int, seed: int) -> np.ndarray:
+    """``n`` distinct architectures whose table latencies lie as close as possible to ``n``
+    evenly spaced values from the space's fastest to its slowest architecture.
+
+    Candidates: 4000 uniform samples, plus (per-slot spaces) draws that take each slot's
+    cheapest (or dearest) op except with probability q in [0, 1] a uniform one, so that the
+    ends of the range, which uniform sampling never reaches, are covered too."""
+
+    rng = np.random.default_rng(seed)
+    pools = [space.sample(4000, seed=seed)]
+    if not lm.terms:
+        cost = np.where(space.mask, lm.unary_ms, np.nan)
+        slots = np.arange(space.n_slots)
+        for extreme in (np.nanargmin(cost, axis=1), np.nanargmax(cost, axis=1)):
+            for q in np.linspace(0.0, 1.0, 21):
+                uniform = space.sample(100, seed=int(rng.integers(2**31)))
+                keep = rng.random(uniform.shape) >= q
+                pools.append(np.where(keep, extreme[slots][None, :], uniform))
+    pool = np.unique(np.concatenate(pools).astype(np.int64), axis=0)
+    table = lm.predict(pool)
+    chosen: list[int] = []
+    for want in np.linspace(table.min(), table.max(), n):
+        for i in np.argsort(np.abs(table - want), kind="stable"):
+            if int(i) not in chosen:
+                chosen.append(int(i))
+                break
+    return pool[chosen]
 
 
 def calibrate_latency(space: Any, lm: LatencyModel, device: str, threads: int, n: int,
                       seed: int, progress: bool = False) -> LatencyCalibration:
-    """Time ``n`` architectures end to end on host backend ``device`` (picked at evenly
-    spaced quantiles of the table latency of 4000 random ones) and fit the affine map."""
+    """Time the ``n`` architectures of ``calibration_archs`` end to end on host backend
+    ``device`` and fit the affine map."""
     from tqdm import tqdm
 
-    pool = space.sample(4000, seed=seed)
-    table = lm.predict(pool)
-    picks = np.argsort(table, kind="stable")[np.linspace(0, len(pool) - 1, n).round()
-                                             .astype(np.int64)]
+    archs = calibration_archs(space, lm, n, seed)
     measured = []
-    for arch in tqdm(pool[picks], desc="calibrate", unit="arch", disable=not progress,
-                     leave=False):
-        median, _, overhead = measure_arch_ms(space, arch, device, threads, budget_s=1.0)
+    for arch in tqdm(archs, desc="calibrate", unit="arch", disable=not progress, leave=False):
+        median, _, overhead = measure_arch_ms(space, arch, device, threads)
         measured.append(median - overhead)
-    return LatencyCalibration.fit(pool[picks], table[picks], measured)
+    return LatencyCalibration.fit(archs, lm.predict(archs), measured)
 
 
 def _load_calibration(path: Path) -> LatencyCalibration:
@@ -434,7 +498,8 @@ def run_nas(config: NasConfig, out: str | Path, progress: bool = True) -> list[T
             calibration = calibrate_latency(space, lm, config.device, config.threads,
                                             config.calibrate, config.seed + 7, progress)
             doc = {"format": "hwsim-nas-calibration", "version": 1, **asdict(calibration),
-                   "max_rel_error": calibration.max_rel_error()}
+                   "max_rel_error": calibration.max_rel_error(),
+                   "median_rel_error": calibration.median_rel_error()}
             write_text_atomic(calib_path, json.dumps(doc, indent=1))
 
         net = ProxylessSupernet(space)
@@ -499,7 +564,8 @@ def _write_results(out: Path, config: NasConfig, lm: LatencyModel,
            "latency_model": lm.report(),
            "calibration": {"scale": calibration.scale, "offset_ms": calibration.offset_ms,
                            "n": len(calibration.archs),
-                           "max_rel_error": calibration.max_rel_error()},
+                           "max_rel_error": calibration.max_rel_error(),
+                           "median_rel_error": calibration.median_rel_error()},
            "latency_convention": "table_ms is the sum of table rows; predicted_ms = scale * "
                                  "table_ms + offset_ms (the latency the search used); "
                                  "predicted_ms and measured_net_ms exclude one empty-model "
@@ -543,12 +609,16 @@ def _plot(path: Path, config: NasConfig, results: dict[float, TargetResult]) -> 
             label="found nets: test acc vs " + ("measured" if rs and rs[0].measured_ms
                                                 else "predicted") + " latency")
     ax.scatter([r.predicted_ms for r in rs], [r.test_acc for r in rs], marker="x",
-               color="C1", label="same nets, table prediction")
+               color="C1", label="same nets, calibrated table prediction")
+    for r, x in zip(rs, lat, strict=True):
+        ax.annotate(f"T={r.target_ms:g}", (x, r.test_acc), textcoords="offset points",
+                    xytext=(4, -10), fontsize=7, color="C0")
     for r in rs:
         ax.axvline(r.target_ms, color="C3", lw=0.8, ls=":")
     ax.set_xlabel(f"latency (ms) on {config.device}, {config.threads} thread(s)")
     ax.set_ylabel("accuracy (gray: supernet val. proxy)")
-    ax.set_title(f"{config.space}, reward {config.reward}: accuracy vs latency (targets dotted)")
+    reward = config.reward + (f" ({config.constraint})" if config.reward == "mnas" else "")
+    ax.set_title(f"{config.space}, reward {reward}:\naccuracy vs latency (targets dotted)")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")

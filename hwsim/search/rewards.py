@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,8 +66,7 @@ def expected_latency(lm: Any, probs: Any) -> Any:
                           f"{getattr(probs, 'shape', type(probs).__name__)}")
     plan = _torch_plan(lm, probs.dtype, probs.device)
     flat = probs.reshape(-1)
-    if plan.invalid is not None and \
-            float(flat.detach().index_select(0, plan.invalid).abs().max()) > 1e-12:
+    if plan.invalid is not None and _forbidden_mass(probs.detach(), plan) > 1e-12:
         raise SearchError(f"{space.name}: probs put mass on ops a slot does not allow "
                           f"(e.g. zero as a stage's first block); mask them: "
                           f"torch.softmax(hwsim.search.masked_logits(space, alpha), -1)")
@@ -83,7 +83,24 @@ def expected_latency(lm: Any, probs: Any) -> Any:
 class _TorchPlan:
     unary: Any          # (n_slots * n_ops,) costs, 0 where not allowed
     terms: list[Any]    # term cost tensors
-    invalid: Any        # flat indices of ops not allowed, or None
+    invalid: Any        # (n_slots * n_ops,) 1.0 where the op is not allowed, or None
+    invalid_idx: Any    # flat indices of the ops not allowed (numpy)
+    invalid_idx_list: list[int]
+
+
+def _forbidden_mass(held: Any, plan: _TorchPlan) -> float:
+    """Largest |p| on an op its slot does not allow. This runs every search step: on CPU
+    float tensors the tensor's memory is read in place through numpy, and a few forbidden
+    entries (ProxylessNAS: one per stage) are read one by one, which measured cheaper here
+    between torch calls than a numpy reduction (tools/bench_latency_queries.py)."""
+    import torch
+
+    if held.device.type == "cpu" and held.dtype in (torch.float32, torch.float64):
+        flat = held.numpy().reshape(-1)
+        if len(plan.invalid_idx) <= 32:
+            return max(abs(float(flat[i])) for i in plan.invalid_idx_list)
+        return float(np.abs(flat[plan.invalid_idx]).max())
+    return float(torch.dot(held.reshape(-1).abs(), plan.invalid))
 
 
 def _torch_plan(lm: Any, dtype: Any, device: Any) -> _TorchPlan:
@@ -94,19 +111,31 @@ def _torch_plan(lm: Any, dtype: Any, device: Any) -> _TorchPlan:
     plan = cache.get(key)
     if plan is None:
         unary, terms = lm.torch_costs(dtype, device)
-        invalid = np.flatnonzero(~lm.space.mask.reshape(-1))
+        invalid = ~lm.space.mask.reshape(-1)
         plan = _TorchPlan(unary.reshape(-1), terms,
-                          torch.as_tensor(invalid, device=device) if invalid.size else None)
+                          torch.as_tensor(invalid, dtype=dtype, device=device)
+                          if invalid.any() else None, np.flatnonzero(invalid),
+                          np.flatnonzero(invalid).tolist())
         cache[key] = plan
     return plan
+
+
+_FORBIDDEN: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
 def masked_logits(space: Any, alpha: Any) -> Any:
     """``alpha`` (n_slots, n_ops) with -inf where the slot does not allow the op."""
     import torch
 
-    mask = torch.as_tensor(space.mask.copy(), device=alpha.device)
-    return alpha.masked_fill(~mask, float("-inf"))
+    if tuple(alpha.shape) != space.mask.shape:
+        raise SearchError(f"{space.name}: logits must have shape {space.mask.shape}, got "
+                          f"{tuple(alpha.shape)}")
+    per_device = _FORBIDDEN.setdefault(space, {})
+    forbidden = per_device.get(str(alpha.device))
+    if forbidden is None:  # built once per space and device (the mask is read-only)
+        forbidden = torch.as_tensor(~space.mask, device=alpha.device)
+        per_device[str(alpha.device)] = forbidden
+    return alpha.masked_fill(forbidden, float("-inf"))
 
 
 def mul_log_loss(ce: Any, expected_lat: Any, target: float, alpha: float = 0.2,

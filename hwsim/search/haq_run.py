@@ -1,0 +1,420 @@
+"""One HAQ experiment end to end: model, data, cost table, baselines, DDPG search, outputs.
+
+``run_haq_experiment`` builds the graph (a digits demo model by name, or an ``.onnx`` classifier
+of 1-channel square digits images), the data (``digits_search_data``), the device's cost table
+for the budget's metric, measures the baselines of ``haq_baselines`` and runs ``haq_ddpg.run_haq``
+under the same budget and first/last rule, then writes to ``out``:
+
+- ``result.json``: the HAQ policy (per layer name: weight bits, activation bits), its cost,
+  test accuracy (``accuracy``) and validation accuracy (``val_accuracy``, what the search saw),
+  the budget, the float accuracies, and the same fields for every baseline under ``baselines``.
+- ``episodes.csv``: every episode (cost, validation accuracy, reward, policy).
+- ``accuracy_vs_cost.png``: validation accuracy vs cost of the episodes, the best HAQ policy,
+  the baselines and the budget.
+- ``haq_checkpoint.pt`` (``run_haq``'s) and ``accuracy_cache.json`` (``CachedEvaluator``): a rerun
+  with the same ``out`` resumes the search and re-uses every accuracy already measured.
+
+Data (``digits_search_data``): fine-tune on the demo's 1437 training images, calibrate on the
+first ``CALIB_SIZE`` of them; the 360 held-out images are permuted with a fixed seed
+(``SPLIT_SEED``) into ``VAL_SIZE`` validation images (the reward, the baselines' sensitivities)
+and the rest for test (reported). Deviation from HAQ, which computes its reward on images held
+out of its *training* set: the demo models fit their training images (100 % top-1 at 8 bits),
+so a reward on them would not separate policies.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwsim.emulate.dump import write_json_atomic
+from hwsim.errors import BudgetError, GraphError, SearchError
+from hwsim.graph.ir import Graph
+from hwsim.latency.table import write_text_atomic
+from hwsim.quant.device import Device, load_device
+from hwsim.search.haq_accuracy import PolicyEvaluator, SearchData, input_producers
+from hwsim.search.haq_baselines import (
+    check_budget,
+    greedy_policy,
+    ilp_policy,
+    measure_sensitivity,
+    pair_scores,
+    uniform_policies,
+)
+from hwsim.search.haq_cost import (
+    METRICS,
+    CostTable,
+    QuantLayer,
+    build_cost_table,
+    quantizable_layers,
+)
+from hwsim.search.haq_env import Policy, candidate_bits, fixed_pairs, minimum_cost
+
+N_CLASSES = 10
+VAL_SIZE = 160   # of the 360 held-out digits; the other 200 are the test split
+CALIB_SIZE = 128
+SPLIT_SEED = 0
+REFERENCE_BITS = 8  # budgets are fractions of the cost with every layer at W8A8
+CACHE_FORMAT = 1
+
+
+# ----------------------------------------------------------------------------- budget
+def parse_budget(text: str) -> tuple[str, float]:
+    """``"latency=0.6"`` -> ("latency", 0.6): metric and fraction in (0, 1] of the 8-bit cost.
+    BudgetError for anything else."""
+    metric, sep, value = str(text).partition("=")
+    metric = metric.strip()
+    if not sep:
+        raise BudgetError(f"budget {text!r} must be METRIC=FRACTION, e.g. latency=0.6 "
+                          f"(metrics: {', '.join(METRICS)})")
+    if metric not in METRICS:
+        raise BudgetError(f"budget {text!r}: unknown metric {metric!r}; allowed: "
+                          f"{', '.join(METRICS)}")
+    try:
+        fraction = float(value)
+    except ValueError:
+        raise BudgetError(f"budget {text!r}: {value.strip()!r} is not a number; give a fraction "
+                          "of the 8-bit cost, e.g. latency=0.6") from None
+    if not (math.isfinite(fraction) and 0.0 < fraction <= 1.0):
+        raise BudgetError(f"budget {text!r}: the fraction of the 8-bit cost must lie in (0, 1], "
+                          f"got {value.strip()}")
+    return metric, fraction
+
+
+# ----------------------------------------------------------------------------- model and data
+def load_search_model(model: str) -> Graph:
+    """A digits demo model by name (``digits_cnn``, ``digits_mbv2``) or an ``.onnx`` file
+    holding a 10-class classifier of (N, 1, S, S) images; BatchNorm folded."""
+    import torch
+
+    from hwsim.graph.digits_demo import DEMO_MODELS, demo_model
+    from hwsim.graph.load import load_model
+
+    if model in DEMO_MODELS:
+        demo = demo_model(model)
+        return load_model(demo.model, torch.from_numpy(demo.calib_x[:1]))
+    if not model.lower().endswith(".onnx"):
+        raise GraphError(f"model {model!r} is neither a digits demo model "
+                         f"({', '.join(DEMO_MODELS)}) nor an .onnx file (torch files are not "
+                         "loaded: they need pickle; export the model to ONNX)")
+    if not Path(model).is_file():
+        raise GraphError(f"model file {model!r} does not exist")
+    graph = load_model(model)
+    image_size(graph)  # checks the input and output shapes
+    return graph
+
+
+def image_size(graph: Graph) -> int:
+    """S of the graph's single (N, 1, S, S) input; GraphError unless the graph is a
+    10-class classifier of such images (the digits task)."""
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise GraphError(f"model {graph.name!r}: the digits search needs one input and one "
+                         f"output, got inputs {list(graph.inputs)} and outputs "
+                         f"{list(graph.outputs)}")
+    (shape,) = graph.inputs.values()
+    if len(shape) != 4 or shape[1] != 1 or shape[2] != shape[3]:
+        raise GraphError(f"model {graph.name!r}: input shape {tuple(shape)} is not (N, 1, S, S) "
+                         "(1-channel square digits images)")
+    out_shape = graph.shape(graph.outputs[0])
+    if int(np.prod(out_shape[1:])) != N_CLASSES:
+        raise GraphError(f"model {graph.name!r}: output shape {tuple(out_shape)} is not a "
+                         f"{N_CLASSES}-class classifier's (N, {N_CLASSES})")
+    return int(shape[2])
+
+
+def digits_search_data(size: int, val_size: int = VAL_SIZE, calib_size: int = CALIB_SIZE,
+                       split_seed: int = SPLIT_SEED) -> SearchData:
+    """The search's splits of scikit-learn digits at ``size`` x ``size`` (module docstring)."""
+    from hwsim.graph.digits_demo import digits_data
+
+    train_x, train_y, held_x, held_y = digits_data(size)
+    if not 0 < val_size < len(held_y):
+        raise SearchError(f"val_size must lie in 1..{len(held_y) - 1}, got {val_size}")
+    if not 0 < calib_size <= len(train_y):
+        raise SearchError(f"calib_size must lie in 1..{len(train_y)}, got {calib_size}")
+    order = np.random.default_rng(split_seed).permutation(len(held_y))
+    val, test = order[:val_size], order[val_size:]
+    return SearchData(train_x=train_x, train_y=train_y, val_x=held_x[val], val_y=held_y[val],
+                      test_x=held_x[test], test_y=held_y[test],
+                      calib_x=train_x[:calib_size].copy())
+
+
+# ----------------------------------------------------------------------------- accuracy cache
+def _policy_key(policy: Sequence[tuple[int, int]]) -> str:
+    return ",".join(f"{int(w)}.{int(a)}" for w, a in policy)
+
+
+def evaluator_context(graph: Graph, device: Device, evaluator: PolicyEvaluator) -> str:
+    """sha256 of everything an accuracy depends on: the graph's ops and weights, the device's
+    numerics (its ``precisions``, not its name), the evaluator's settings and data."""
+    h = hashlib.sha256()
+    for node in graph.nodes:
+        h.update(f"{node.name}|{node.op.value}|{node.inputs}|{node.attrs}".encode())
+        for k in sorted(node.weights):
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(node.weights[k]).tobytes())
+    h.update(json.dumps(device.spec.model_dump(mode="json")["precisions"],
+                        sort_keys=True).encode())
+    h.update(json.dumps([evaluator.base_precision, evaluator.finetune_epochs,
+                         evaluator.finetune_lr, evaluator.batch_size, evaluator.seed]).encode())
+    d = evaluator.data
+    for arr in (d.train_x, d.train_y, d.val_x, d.val_y, d.test_x, d.test_y, d.calib_x):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
+class CachedEvaluator:
+    """A ``PolicyEvaluator`` with its accuracies memoised per (policy, split), kept in the JSON
+    file ``path`` (if given) under ``context`` so other runs on the same model, numerics and
+    data re-use them. ``evaluations``: accuracies actually measured by this object."""
+
+    def __init__(self, evaluator: PolicyEvaluator, context: str, path: Path | None = None
+                 ) -> None:
+        self.evaluator = evaluator
+        self.context = context
+        self.path = path
+        self.evaluations = 0
+        self._file: dict[str, Any] = {"format": CACHE_FORMAT, "entries": {}}
+        if path is not None and path.exists():
+            try:
+                loaded = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as err:
+                raise SearchError(f"cannot read the accuracy cache {str(path)!r}: {err} (delete "
+                                  "it to start afresh)") from None
+            if not isinstance(loaded, dict) or loaded.get("format") != CACHE_FORMAT:
+                raise SearchError(f"accuracy cache {str(path)!r} is not format {CACHE_FORMAT}; "
+                                  "delete it to start afresh")
+            self._file = loaded
+        self._entries: dict[str, float] = self._file["entries"].setdefault(context, {})
+
+    @property
+    def layers(self) -> list[QuantLayer]:
+        return self.evaluator.layers
+
+    @property
+    def base_bits(self) -> int:
+        return self.evaluator.base_bits
+
+    def accuracy(self, policy: Sequence[tuple[int, int]], split: str = "val") -> float:
+        """Top-1 accuracy (fraction) of ``policy`` on ``split``, measured once."""
+        key = f"{split}|{_policy_key(policy)}"
+        if key not in self._entries:
+            self._entries[key] = float(self.evaluator.accuracy(list(policy), split))
+            self.evaluations += 1
+            if self.path is not None:
+                write_json_atomic(self.path, self._file)
+        return self._entries[key]
+
+    def fp_accuracy(self, split: str = "val") -> float:
+        key = f"{split}|fp"
+        if key not in self._entries:
+            self._entries[key] = float(self.evaluator.fp_accuracy(split))
+            if self.path is not None:
+                write_json_atomic(self.path, self._file)
+        return self._entries[key]
+
+
+# ----------------------------------------------------------------------------- outputs
+def _policy_json(costs: CostTable, policy: Policy) -> dict[str, dict[str, int]]:
+    return {name: {"weight_bits": int(w), "activation_bits": int(a)}
+            for name, (w, a) in zip(costs.layer_names, policy, strict=True)}
+
+
+def _policy_text(policy: Policy) -> str:
+    return " ".join(f"{w}/{a}" for w, a in policy)
+
+
+def _entry(ev: CachedEvaluator, costs: CostTable, budget: float, policy: Policy,
+           **extra: Any) -> dict[str, Any]:
+    cost = costs.total(policy)
+    return {"policy": _policy_json(costs, policy), "cost": cost, "budget": budget,
+            "unit": costs.unit, "cost_fraction": cost / costs.uniform(REFERENCE_BITS),
+            "fits_budget": cost <= budget, "accuracy": ev.accuracy(policy, "test"),
+            "val_accuracy": ev.accuracy(policy, "val"), "fp_accuracy": ev.fp_accuracy("test"),
+            **extra}
+
+
+def _write_episodes(path: Path, episodes: Sequence[Any], ref_cost: float) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["episode", "cost", "cost_fraction", "val_accuracy", "reward", "policy_w/a"])
+    for ep in episodes:
+        w.writerow([ep.episode, repr(ep.cost), repr(ep.cost / ref_cost), repr(ep.accuracy),
+                    repr(ep.reward), _policy_text(ep.policy)])
+    write_text_atomic(path, buf.getvalue())
+
+
+def _plot(path: Path, result: dict[str, Any], episodes: Sequence[Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    unit = result["unit"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    ax.scatter([e.cost for e in episodes], [e.accuracy for e in episodes], s=6, alpha=0.2,
+               color="gray", label="HAQ episodes")
+    ax.scatter([result["cost"]], [result["val_accuracy"]], s=70, marker="*", color="C3",
+               zorder=3, label="HAQ best")
+    base = result["baselines"]
+    uni = sorted((v for k, v in base.items() if k.startswith("uniform")),
+                 key=lambda v: v["cost"])
+    ax.plot([v["cost"] for v in uni], [v["val_accuracy"] for v in uni], "o-", color="C0",
+            ms=4, label="uniform W=A bits")
+    for name, marker, color in (("greedy", "s", "C1"), ("ilp", "D", "C2")):
+        if name in base:
+            ax.scatter([base[name]["cost"]], [base[name]["val_accuracy"]], marker=marker,
+                       color=color, zorder=3, label=name)
+    ax.axvline(result["budget"], color="C3", lw=0.8, ls=":", label="budget")
+    ax.set_xlabel(f"{result['metric']} ({unit}) on {result['device']}")
+    ax.set_ylabel("validation top-1 accuracy (device numerics)")
+    ax.set_title(f"{result['model']}: HAQ vs baselines, budget "
+                 f"{result['budget_fraction']:g} x 8-bit {result['metric']}", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+# ----------------------------------------------------------------------------- experiment
+def _check_untied(graph: Graph, layers: Sequence[QuantLayer]) -> None:
+    producers = input_producers(graph, layers)
+    seen: dict[str, str] = {}
+    for layer, prod in zip(layers, producers, strict=True):
+        if prod is None:
+            continue
+        if prod in seen:
+            raise SearchError(f"layers {seen[prod]!r} and {layer.name!r} read the same tensor "
+                              f"(output of {prod!r}); the HAQ search gives each layer its own "
+                              "input-activation bits and does not support shared inputs")
+        seen[prod] = layer.name
+
+
+def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed: int,
+                       out: Path, finetune_epochs: int = 1, progress: bool = True,
+                       configuration: str | None = None, *,
+                       accuracy_cache: Path | None = None) -> dict[str, Any]:
+    """Run HAQ and the baselines for ``model`` on ``device`` under ``budget``
+    (``metric=fraction`` of the all-W8A8 cost) and write the outputs to ``out`` (module
+    docstring). ``accuracy_cache``: the accuracy cache file (default ``out/accuracy_cache.json``;
+    several runs may share one). Returns the ``result.json`` content. BudgetError for a malformed
+    or unreachable budget (checked before any accuracy is measured)."""
+    from hwsim.search.haq_ddpg import DdpgConfig, run_haq
+
+    t0 = time.perf_counter()
+    metric, fraction = parse_budget(budget)
+    if episodes < 1:
+        raise SearchError(f"episodes must be >= 1, got {episodes}")
+    dev = load_device(device)
+    graph = load_search_model(model)
+    costs = build_cost_table(graph, dev.spec, metric, configuration)
+    if REFERENCE_BITS not in costs.bits:
+        raise SearchError(f"device {dev.name!r} has no {REFERENCE_BITS}-bit precision: the "
+                          f"budget is a fraction of the W8A8 cost (widths {list(costs.bits)})")
+    ref_cost = costs.uniform(REFERENCE_BITS)
+    limit = fraction * ref_cost
+    bits = candidate_bits(costs)
+    n = len(costs.layer_names)
+    base_precision = f"int{REFERENCE_BITS}"
+    fixed = fixed_pairs(n, REFERENCE_BITS)
+    floor = minimum_cost(costs, fixed, bits)
+    if limit < floor:
+        least = math.ceil(floor / ref_cost * 1e4) / 1e4
+        raise BudgetError(f"{metric} budget {fraction:g} x {ref_cost:.6g} {costs.unit} = "
+                          f"{limit:.6g} {costs.unit} is below the minimum achievable cost "
+                          f"{floor:.6g} {costs.unit} = {floor / ref_cost:.4f} of the 8-bit "
+                          f"cost (every free layer at {bits[0]} bits, first layer W8, last "
+                          f"W8A8); use at least {metric}={least:g}")
+    layers = quantizable_layers(graph)
+    _check_untied(graph, layers)
+    data = digits_search_data(image_size(graph))
+    raw = PolicyEvaluator(graph, dev, layers, data, base_precision=base_precision,
+                          finetune_epochs=finetune_epochs, seed=seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache_path = Path(accuracy_cache) if accuracy_cache is not None else out / "accuracy_cache.json"
+    ev = CachedEvaluator(raw, evaluator_context(graph, dev, raw), cache_path)
+    timings: dict[str, float] = {"setup_s": time.perf_counter() - t0}
+
+    t = time.perf_counter()
+    baselines: dict[str, Any] = {}
+    for u in uniform_policies(costs, limit, fixed, bits):
+        baselines[f"uniform-{u.bits}"] = _entry(ev, costs, limit, u.policy, bits=u.bits)
+    timings["uniform_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    sens = measure_sensitivity(_Progress(ev, progress, "sensitivity", n, bits, fixed), costs,
+                               fixed, bits)
+    scores = pair_scores(sens, fixed, bits)
+    timings["sensitivity_s"] = time.perf_counter() - t
+    for name, solve in (("greedy", greedy_policy), ("ilp", ilp_policy)):
+        t = time.perf_counter()
+        policy = solve(scores, costs, limit, fixed, bits)
+        check_budget(name, policy, costs, limit)
+        baselines[name] = _entry(ev, costs, limit, policy,
+                                 sensitivity_objective=sum(scores[i][p]
+                                                           for i, p in enumerate(policy)))
+        timings[f"{name}_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    before = ev.evaluations
+    search = run_haq(ev, costs, limit, DdpgConfig(episodes=episodes, seed=seed),
+                     checkpoint=out / "haq_checkpoint.pt", progress=progress)
+    check_budget("HAQ", search.policy, costs, limit)
+    timings["haq_s"] = time.perf_counter() - t
+    haq_evaluations = ev.evaluations - before
+    chosen = _entry(ev, costs, limit, search.policy)
+    result: dict[str, Any] = {
+        "model": model, "device": dev.name, "configuration": configuration,
+        "cost_source": costs.source, "metric": metric, "unit": costs.unit,
+        "budget": limit, "budget_fraction": fraction, "cost_8bit": ref_cost,
+        "minimum_cost": floor, "bits": list(bits),
+        "fixed": {costs.layer_names[i]: list(p) for i, p in sorted(fixed.items())},
+        **chosen,
+        "fp_val_accuracy": ev.fp_accuracy("val"),
+        "episodes": len(search.episodes), "seed": seed, "finetune_epochs": finetune_epochs,
+        "data": {"train": len(data.train_y), "val": len(data.val_y), "test": len(data.test_y),
+                 "calib": len(data.calib_x), "split_seed": SPLIT_SEED},
+        "sensitivity": {"evaluations": sens.evaluations,
+                        "reference_val_accuracy": sens.reference_accuracy,
+                        "objective": "monotone envelope of the measured validation accuracy "
+                                     "drop per component, summed (haq_baselines)"},
+        "baselines": baselines,
+        "evaluations": {"measured_this_run": ev.evaluations, "haq_measured": haq_evaluations},
+        "timings": timings,
+    }
+    _write_episodes(out / "episodes.csv", search.episodes, ref_cost)
+    _plot(out / "accuracy_vs_cost.png", result, search.episodes)
+    timings["total_s"] = time.perf_counter() - t0
+    write_json_atomic(out / "result.json", result)
+    return result
+
+
+class _Progress:
+    """Passes accuracy calls through to ``ev``, with a tqdm bar over the expected count."""
+
+    def __init__(self, ev: CachedEvaluator, enabled: bool, desc: str, n_layers: int,
+                 bits: Sequence[int], fixed: dict[int, tuple[int | None, int | None]]) -> None:
+        from tqdm import tqdm
+
+        free = sum(p is None for i in range(n_layers) for p in fixed.get(i, (None, None)))
+        self.ev = ev
+        self.bar = tqdm(total=1 + free * (len(bits) - 1), desc=desc, unit="policy",
+                        disable=not enabled, dynamic_ncols=True, leave=False)
+
+    def accuracy(self, policy: Sequence[tuple[int, int]], split: str = "val") -> float:
+        acc = self.ev.accuracy(policy, split)
+        self.bar.update(1)
+        if self.bar.n >= (self.bar.total or 0):
+            self.bar.close()
+        return acc

@@ -1,0 +1,133 @@
+"""``hwsim search haq`` from the command line: outputs of a tiny run, budget errors (exit 2)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hwsim.cli.main import main
+
+FIELDS = ("policy", "cost", "budget", "accuracy", "val_accuracy", "fp_accuracy")
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _bismo_6_8(tmp_path: Path) -> Path:
+    """BISMO's spec with only its int6 and int8 precisions (absmax/minmax calibration): few
+    candidate pairs, so the baselines need few evaluations."""
+    spec = yaml.safe_load((Path(__file__).parents[1] / "devices" / "bismo.yaml").read_text())
+    spec["name"] = "bismo-6-8"
+    spec["bits"] = [6, 8]
+    spec["precisions"] = {k: spec["precisions"][k] for k in ("int6", "int8")}
+    path = tmp_path / "bismo-6-8.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_tiny_run_writes_result_episodes_and_plot(capsys, tmp_path):
+    out_dir = tmp_path / "haq"
+    argv = ("search", "haq", "--device", str(_bismo_6_8(tmp_path)), "--model", "digits_cnn",
+            "--budget", "latency=0.75", "--episodes", "3", "--finetune-epochs", "0", "--seed",
+            "1", "--out", str(out_dir), "--no-progress")
+    code, out, _ = _run(capsys, *argv)
+    assert code == 0
+    assert "haq" in out and "ilp" in out and "greedy" in out and "uniform-6" in out
+    res = json.loads((out_dir / "result.json").read_text())
+    for f in FIELDS + ("unit",):
+        assert f in res
+    assert res["unit"] == "ms" and res["metric"] == "latency" and res["device"] == "bismo-6-8"
+    assert res["budget"] == pytest.approx(0.75 * res["cost_8bit"])
+    layers = ["conv1", "conv2", "dw", "pw", "fc"]
+    assert list(res["policy"]) == layers
+    assert res["policy"]["conv1"] == {"weight_bits": 8, "activation_bits": 8}
+    assert res["policy"]["fc"] == {"weight_bits": 8, "activation_bits": 8}
+    assert set(res["baselines"]) == {"uniform-8", "uniform-6", "greedy", "ilp"}
+    for name, entry in [("haq", res)] + list(res["baselines"].items()):
+        for f in FIELDS:
+            assert f in entry, (name, f)
+        assert 0.0 <= entry["accuracy"] <= 1.0
+        assert list(entry["policy"]) == layers
+        if not name.startswith("uniform"):
+            assert entry["cost"] <= entry["budget"], name
+    assert res["baselines"]["uniform-8"]["fits_budget"] is False
+    assert res["baselines"]["uniform-6"]["cost"] < res["baselines"]["uniform-8"]["cost"]
+    assert res["sensitivity"]["evaluations"] == 1 + 3 * 2  # conv2, dw, pw: w and a, one width
+    with (out_dir / "episodes.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["episode"]) for r in rows] == [0, 1, 2]
+    assert all(float(r["cost"]) <= res["budget"] for r in rows)
+    assert (out_dir / "accuracy_vs_cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # rerun with the same folder: the search resumes from its checkpoint, same answer, and
+    # every accuracy comes from the cache
+    code, _, _ = _run(capsys, *argv)
+    assert code == 0
+    again = json.loads((out_dir / "result.json").read_text())
+    assert again["policy"] == res["policy"] and again["accuracy"] == res["accuracy"]
+    assert again["evaluations"]["measured_this_run"] == 0
+
+
+@pytest.mark.parametrize("budget, message", [
+    ("latency", "must be METRIC=FRACTION"),
+    ("speed=0.5", "unknown metric 'speed'; allowed: latency, energy, size"),
+    ("latency=fast", "'fast' is not a number"),
+    ("latency=60", "must lie in (0, 1]"),
+    ("size=0", "must lie in (0, 1]"),
+])
+def test_bad_budget_strings_exit_2(capsys, tmp_path, budget, message):
+    code, _, err = _run(capsys, "search", "haq", "--device", "bismo", "--model", "digits_cnn",
+                        "--budget", budget, "--out", str(tmp_path / "o"), "--no-progress")
+    assert code == 2
+    assert message in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_infeasible_budget_exits_2_naming_the_minimum_cost(capsys, tmp_path):
+    code, _, err = _run(capsys, "search", "haq", "--device", "bismo", "--model", "digits_cnn",
+                        "--budget", "latency=0.1", "--out", str(tmp_path / "o"),
+                        "--no-progress")
+    assert code == 2
+    assert "below the minimum achievable cost" in err and "use at least latency=0.2" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_metric_without_a_model_is_a_clear_error(capsys, tmp_path):
+    # bismo's configurations give no energy figures
+    code, _, err = _run(capsys, "search", "haq", "--device", "bismo", "--model", "digits_cnn",
+                        "--budget", "energy=0.5", "--out", str(tmp_path / "o"),
+                        "--no-progress")
+    assert code == 1
+    assert "gives no energy figures" in err
+
+
+def test_unknown_model_is_a_clear_error(capsys, tmp_path):
+    code, _, err = _run(capsys, "search", "haq", "--device", "bismo", "--model", "resnet.pt",
+                        "--budget", "latency=0.6", "--out", str(tmp_path / "o"),
+                        "--no-progress")
+    assert code == 1
+    assert "neither a digits demo model" in err and "export the model to ONNX" in err
+
+
+def test_onnx_model_that_is_not_a_digits_classifier_is_a_clear_error(capsys, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])
+    w = helper.make_tensor("w", TensorProto.FLOAT, [2, 2, 1, 1], [1.0, 0.5, -0.5, 1.0])
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")],
+                              "tiny", [x], [y], [w])
+    path = tmp_path / "tiny.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    code, _, err = _run(capsys, "search", "haq", "--device", "bismo", "--model", str(path),
+                        "--budget", "latency=0.6", "--out", str(tmp_path / "o"),
+                        "--no-progress")
+    assert code == 1
+    assert "input shape (1, 2, 4, 4) is not (N, 1, S, S)" in err

@@ -1,0 +1,127 @@
+"""Policy accuracy under the device's numerics: per-layer precisions reach the emulator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import hwsim
+from hwsim.emulate.emulator import Emulator
+from hwsim.errors import SearchError
+from hwsim.graph.ir import OpType
+from hwsim.graph.load import load_model
+from hwsim.search.haq_accuracy import PolicyEvaluator, SearchData, layer_precisions
+from hwsim.search.haq_cost import quantizable_layers
+
+
+class _TinyNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 32, 3, stride=2, padding=1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.fc(torch.flatten(torch.mean(x, dim=(2, 3), keepdim=True), 1))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    graph = load_model(_TinyNet().eval(), torch.zeros(1, 1, 8, 8))
+    x = np.random.default_rng(0).uniform(0.0, 1.0, (64, 1, 8, 8)).astype(np.float32)
+    return graph, x
+
+
+def _distinct_per_channel(codes: np.ndarray) -> int:
+    return max(len(np.unique(c)) for c in codes.reshape(codes.shape[0], -1))
+
+
+def test_two_bit_weights_on_one_layer_change_the_numerics(tiny):
+    graph, x = tiny
+    dev = hwsim.load_device("bismo")
+    base = Emulator(graph, dev, "int8").calibrate(x)
+    mixed = Emulator(graph, dev, "int8", {"conv2": ("int2", None)}).calibrate(x)
+    w8, w2 = base.layers_["conv2"].weight_codes, mixed.layers_["conv2"].weight_codes
+    assert _distinct_per_channel(w8) > 4
+    assert _distinct_per_channel(w2) <= 4
+    assert np.abs(w2).max() <= 1  # bismo int2 weights: signed narrow range [-1, 1]
+    assert len(np.unique(mixed.layers_["conv2"].weight_values)) <= 4
+    np.testing.assert_array_equal(base.layers_["conv1"].weight_codes,
+                                  mixed.layers_["conv1"].weight_codes)
+    out8, out2 = base.run(x).output, mixed.run(x).output
+    assert not np.array_equal(out8, out2)
+
+
+def test_two_bit_activation_override_quantizes_the_layer_output(tiny):
+    graph, x = tiny
+    dev = hwsim.load_device("bismo")
+    base = Emulator(graph, dev, "int8").calibrate(x)
+    mixed = Emulator(graph, dev, "int8", {"conv1": (None, "int2")}).calibrate(x)
+    qp = mixed.qparams_[next(s.output for s in mixed.steps_ if s.name == "conv1")]
+    assert (qp.qmin, qp.qmax) == (0, 3)
+    res = mixed.run(x)
+    assert len(np.unique(res.codes["conv1"])) <= 4
+    assert len(np.unique(base.run(x).codes["conv1"])) > 4
+    assert not np.array_equal(res.output, base.run(x).output)
+
+
+def test_layer_precisions_put_activation_bits_on_the_producer(tiny):
+    graph, _ = tiny
+    layers = quantizable_layers(graph)
+    pool = next(n.name for n in graph.nodes if n.op is OpType.GLOBAL_AVGPOOL)
+    lp = layer_precisions(graph, layers, [(8, 8), (4, 3), (2, 5)], base_bits=8)
+    assert lp == {"conv1": ("int8", "int3"), "conv2": ("int4", None), "fc": ("int2", None),
+                  pool: (None, "int5")}
+    with pytest.raises(SearchError, match="graph input"):
+        layer_precisions(graph, layers, [(8, 4), (4, 3), (2, 5)], base_bits=8)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from hwsim.graph.digits_demo import demo_model, digits_data
+
+    d = demo_model("digits_cnn")
+    graph = load_model(d.model, torch.from_numpy(d.calib_x[:1]))
+    train_x, train_y, test_x, test_y = digits_data(8)
+    data = SearchData(train_x=train_x[:128], train_y=train_y[:128], val_x=test_x[:180],
+                      val_y=test_y[:180], test_x=test_x[180:], test_y=test_y[180:],
+                      calib_x=train_x[:128])
+    return d, graph, data
+
+
+def test_policy_evaluator_int8_policy_matches_the_plain_int8_emulator(digits):
+    d, graph, data = digits
+    dev = hwsim.load_device("bismo")
+    layers = quantizable_layers(graph)
+    ev = PolicyEvaluator(graph, dev, layers, data, finetune_epochs=0)
+    with torch.no_grad():
+        torch_acc = float((d.model(torch.from_numpy(data.val_x)).argmax(1).numpy()
+                           == data.val_y).mean())
+    assert ev.fp_accuracy("val") == pytest.approx(torch_acc)
+    plain = Emulator(graph, dev, "int8").calibrate(data.calib_x).run(data.val_x).output
+    plain_acc = float(np.mean(plain.argmax(1) == data.val_y))
+    n = len(layers)
+    assert ev.accuracy([(8, 8)] * n) == plain_acc
+    low = [(8, 8)] + [(2, 2)] * (n - 2) + [(8, 8)]
+    assert ev.accuracy(low) < plain_acc
+    with pytest.raises(SearchError, match="graph input"):
+        ev.accuracy([(8, 4)] + [(8, 8)] * (n - 1))
+
+
+def test_finetune_changes_weights_deterministically(digits):
+    _, graph, data = digits
+    dev = hwsim.load_device("bismo")
+    layers = quantizable_layers(graph)
+    ev = PolicyEvaluator(graph, dev, layers, data, finetune_epochs=1, seed=0)
+    policy = [(8, 8)] + [(3, 4)] * (len(layers) - 2) + [(8, 8)]
+    g1, g2 = ev.finetuned_graph(policy), ev.finetuned_graph(policy)
+    name = layers[1].name
+    w0 = next(n for n in graph.nodes if n.name == name).weights["weight"]
+    w1 = next(n for n in g1.nodes if n.name == name).weights["weight"]
+    w2 = next(n for n in g2.nodes if n.name == name).weights["weight"]
+    assert not np.array_equal(w0, w1)
+    np.testing.assert_array_equal(w1, w2)

@@ -1,0 +1,200 @@
+"""Accuracy vs latency of HAQ and its baselines (uniform, greedy, ILP) at several budgets.
+
+For every model x device x budget (a fraction of the all-W8A8 latency), runs
+``hwsim.search.haq_run.run_haq_experiment`` (HAQ's DDPG search plus the baselines, same budget,
+same first/last rule, accuracy under the device's numerics on digits) into
+``OUT/<model>/<device>/latency-<budget>/`` and writes ``OUT/table.md`` and ``OUT/table.csv``.
+Accuracies are cached per model in ``OUT/accuracy_cache-<model>.json`` and shared by every
+device with the same numerics, every budget and every method; a rerun with the same OUT resumes
+(checkpoints and cache).
+
+Per row: the method's cost as a fraction of the 8-bit latency, validation accuracy (what the
+search and the sensitivities see) and test accuracy (held out from both). "uniform" is the
+widest uniform policy within the budget. The target of issue 7 is checked on both splits:
+HAQ >= the best baseline, and HAQ >= uniform within the same budget.
+
+    python tools/haq_table.py --out /work/notes/haq-table --episodes 40 \
+        --episodes-per-model digits_cnn=150
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hwsim.errors import HwsimError
+from hwsim.latency.table import write_text_atomic
+from hwsim.search.haq_run import run_haq_experiment
+
+METHODS = ("haq", "uniform", "greedy", "ilp")
+
+
+def _best_uniform(res: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    fits = [(k, v) for k, v in res["baselines"].items()
+            if k.startswith("uniform-") and v["fits_budget"]]
+    return max(fits, key=lambda kv: kv[1]["cost"])
+
+
+def _rows(res: dict[str, Any]) -> list[dict[str, Any]]:
+    uname, uni = _best_uniform(res)
+    entries = {"haq": res, "uniform": uni, "greedy": res["baselines"]["greedy"],
+               "ilp": res["baselines"]["ilp"]}
+    rows = []
+    for method in METHODS:
+        e = entries[method]
+        rows.append({
+            "model": res["model"], "device": res["device"], "budget": res["budget_fraction"],
+            "method": uname if method == "uniform" else method,
+            "latency_fraction": e["cost_fraction"], "latency_ms": e["cost"],
+            "fits_budget": e["fits_budget"], "val_accuracy": e["val_accuracy"],
+            "test_accuracy": e["accuracy"],
+            "policy_w/a": " ".join(f"{p['weight_bits']}/{p['activation_bits']}"
+                                   for p in e["policy"].values())})
+    return rows
+
+
+def _verdict(rows: list[dict[str, Any]], split: str) -> tuple[bool, bool]:
+    """(HAQ >= best baseline, HAQ >= uniform) on ``split`` for one model/device/budget."""
+    haq = rows[0][f"{split}_accuracy"]
+    base = [r[f"{split}_accuracy"] for r in rows[1:]]
+    return haq >= max(base), haq >= rows[1][f"{split}_accuracy"]
+
+
+def _markdown(all_rows: list[list[dict[str, Any]]], meta: dict[str, Any]) -> str:
+    lines = [f"# HAQ vs baselines: accuracy vs latency ({meta['date']})", "",
+             f"Command: `{meta['command']}`", "",
+             f"Episodes per HAQ search: {meta['episodes']} (HAQ used 600); fine-tune epochs "
+             f"{meta['finetune_epochs']}; seed {meta['seed']}. Latency from the devices' "
+             "bit-flexible cost MODELS (bismo edge, bitfusion isca18), accuracy under each "
+             f"device's numerics (emulator) on scikit-learn digits: val = {meta['val']} "
+             "held-out images (search reward, greedy/ILP sensitivities), test = the other "
+             f"{meta['test']} held-out images. Greedy and ILP minimise the summed measured "
+             "per-component validation accuracy drop; uniform = the widest uniform policy "
+             "within the budget.", "",
+             "| model | device | budget | method | latency / 8-bit | val acc | test acc | "
+             "W/A bits per layer |", "|---|---|---|---|---|---|---|---|"]
+    for rows in all_rows:
+        for r in rows:
+            lines.append(f"| {r['model']} | {r['device']} | {r['budget']:g} | {r['method']} | "
+                         f"{r['latency_fraction']:.3f} | {r['val_accuracy']:.2%} | "
+                         f"{r['test_accuracy']:.2%} | {r['policy_w/a']} |")
+    lines += ["", "| model | device | budget | HAQ >= best baseline (val) | (test) | "
+              "HAQ >= uniform (val) | (test) |", "|---|---|---|---|---|---|---|"]
+    met = {"val": [0, 0], "test": [0, 0]}
+    for rows in all_rows:
+        cells = []
+        for split in ("val", "test"):
+            best, uni = _verdict(rows, split)
+            met[split][0] += best
+            met[split][1] += uni
+            cells.append((best, uni))
+        r = rows[0]
+        lines.append(f"| {r['model']} | {r['device']} | {r['budget']:g} | "
+                     f"{'yes' if cells[0][0] else 'no'} | {'yes' if cells[1][0] else 'no'} | "
+                     f"{'yes' if cells[0][1] else 'no'} | {'yes' if cells[1][1] else 'no'} |")
+    n = len(all_rows)
+    lines += ["", f"HAQ >= best baseline: val {met['val'][0]}/{n}, test {met['test'][0]}/{n}; "
+              f"HAQ >= uniform: val {met['val'][1]}/{n}, test {met['test'][1]}/{n}.", "",
+              "Timings of this invocation (episodes resumed from a checkpoint and cached "
+              "accuracies cost ~0 s):", "",
+              "| model | device | budget | run s | new episodes | HAQ s | s per new episode | "
+              "sensitivity s |", "|---|---|---|---|---|---|---|---|"]
+    for t in meta["timings"]:
+        lines.append(f"| {t['model']} | {t['device']} | {t['budget']:g} | {t['run_s']:.0f} | "
+                     f"{t['new_episodes']} | {t['haq_s']:.0f} | {t['per_episode_s']:.2f} | "
+                     f"{t['sensitivity_s']:.0f} |")
+    lines += ["", f"Total wall time of this invocation: {meta['total_s']:.0f} s.", ""]
+    return "\n".join(lines)
+
+
+def _csv(all_rows: list[list[dict[str, Any]]]) -> str:
+    buf = io.StringIO()
+    fields = list(all_rows[0][0])
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    for rows in all_rows:
+        for r in rows:
+            w.writerow(r)
+    return buf.getvalue()
+
+
+def _episodes_for(model: str, default: int, overrides: list[str]) -> int:
+    for item in overrides:
+        name, sep, value = item.partition("=")
+        if not sep or not value.isdigit():
+            raise SystemExit(f"--episodes-per-model {item!r}: expected MODEL=N")
+        if name == model:
+            return int(value)
+    return default
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, type=Path, help="output folder (resumed)")
+    p.add_argument("--models", nargs="+", default=["digits_cnn", "digits_mbv2"])
+    p.add_argument("--devices", nargs="+", default=["bismo", "bitfusion"])
+    p.add_argument("--budgets", nargs="+", type=float, default=[0.5, 0.6, 0.75])
+    p.add_argument("--episodes", type=int, default=40, help="HAQ episodes per search")
+    p.add_argument("--episodes-per-model", nargs="*", default=[], metavar="MODEL=N",
+                   help="override --episodes for a model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--finetune-epochs", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    all_rows: list[list[dict[str, Any]]] = []
+    timings: list[dict[str, Any]] = []
+    episodes_used: dict[str, int] = {}
+    data: dict[str, Any] = {}
+    for model in args.models:
+        episodes = _episodes_for(model, args.episodes, args.episodes_per_model)
+        episodes_used[model] = episodes
+        for device in args.devices:
+            for budget in args.budgets:
+                out = args.out / model / device / f"latency-{budget:g}"
+                previous = out / "result.json"
+                done_before = (json.loads(previous.read_text())["episodes"]
+                               if previous.exists() else 0)
+                t = time.perf_counter()
+                print(f"{model} {device} latency={budget:g}: {episodes} episodes -> {out}",
+                      file=sys.stderr, flush=True)
+                try:
+                    res = run_haq_experiment(
+                        device, model, f"latency={budget:g}", episodes, args.seed, out,
+                        finetune_epochs=args.finetune_epochs, progress=not args.no_progress,
+                        accuracy_cache=args.out / f"accuracy_cache-{model}.json")
+                except HwsimError as err:
+                    print(f"haq_table: {model} {device} {budget:g}: {err}", file=sys.stderr)
+                    return 1
+                all_rows.append(_rows(res))
+                data = res["data"]
+                tm = res["timings"]
+                new = res["episodes"] - done_before
+                timings.append({"model": model, "device": device, "budget": budget,
+                                "run_s": time.perf_counter() - t, "haq_s": tm["haq_s"],
+                                "new_episodes": new,
+                                "per_episode_s": tm["haq_s"] / new if new > 0 else math.nan,
+                                "sensitivity_s": tm["sensitivity_s"]})
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M"),
+            "command": "python tools/haq_table.py " + " ".join(argv if argv is not None
+                                                               else sys.argv[1:]),
+            "episodes": ", ".join(f"{m} {e}" for m, e in episodes_used.items()),
+            "finetune_epochs": args.finetune_epochs, "seed": args.seed, "timings": timings,
+            "val": data["val"], "test": data["test"],
+            "total_s": time.perf_counter() - t0}
+    md = _markdown(all_rows, meta)
+    write_text_atomic(args.out / "table.md", md)
+    write_text_atomic(args.out / "table.csv", _csv(all_rows))
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
