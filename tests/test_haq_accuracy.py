@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from tiny_nets import TinyNet
 
 import hwsim
 from hwsim.emulate.emulator import Emulator
@@ -16,22 +16,10 @@ from hwsim.search.haq_accuracy import PolicyEvaluator, SearchData, layer_precisi
 from hwsim.search.haq_cost import quantizable_layers
 
 
-class _TinyNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
-        self.conv2 = nn.Conv2d(16, 32, 3, stride=2, padding=1)
-        self.fc = nn.Linear(32, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
-        return self.fc(torch.flatten(torch.mean(x, dim=(2, 3), keepdim=True), 1))
-
-
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
-    graph = load_model(_TinyNet().eval(), torch.zeros(1, 1, 8, 8))
+    graph = load_model(TinyNet().eval(), torch.zeros(1, 1, 8, 8))
     x = np.random.default_rng(0).uniform(0.0, 1.0, (64, 1, 8, 8)).astype(np.float32)
     return graph, x
 

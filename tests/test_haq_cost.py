@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from tiny_nets import TinyNet
 
 import hwsim
 from hwsim.errors import SearchError
@@ -24,22 +24,10 @@ from hwsim.graph.load import load_model
 from hwsim.search.haq_cost import bit_brick_count, build_cost_table, quantizable_layers
 
 
-class _TinyNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
-        self.conv2 = nn.Conv2d(16, 32, 3, stride=2, padding=1)
-        self.fc = nn.Linear(32, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
-        return self.fc(torch.flatten(torch.mean(x, dim=(2, 3), keepdim=True), 1))
-
-
 @pytest.fixture(scope="module")
 def tiny_graph():
     torch.manual_seed(0)
-    return load_model(_TinyNet().eval(), torch.zeros(1, 1, 8, 8))
+    return load_model(TinyNet().eval(), torch.zeros(1, 1, 8, 8))
 
 
 def test_tiny_net_layers_have_the_hand_counted_work(tiny_graph):

@@ -50,7 +50,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 
 from hwsim.errors import SearchError
 from hwsim.search.haq_cost import CostTable
-from hwsim.search.haq_env import FixedPairs, Policy, apply_fixed, minimum_cost
+from hwsim.search.haq_env import FixedPairs, Policy, apply_fixed, check_bits, minimum_cost
 
 TIE_BREAK = 1e-7  # score per bit removed (accuracies are fractions; 1 image of 1000 is 1e-3)
 _ILP_RETRIES = 3  # re-solves with a tightened budget row when HiGHS's feasibility tolerance
@@ -93,17 +93,6 @@ class Sensitivity:
             raise SearchError(f"no sensitivity for layer {layer} at w{w}a{a}") from None
 
 
-def _candidates(costs: CostTable, bits: Sequence[int]) -> list[int]:
-    cand = sorted(set(int(b) for b in bits))
-    if not cand:
-        raise SearchError("no candidate bit-widths given")
-    missing = [b for b in cand if b not in costs.bits]
-    if missing:
-        raise SearchError(f"candidate widths {missing} are not in the cost table's widths "
-                          f"{list(costs.bits)}")
-    return cand
-
-
 def check_budget(name: str, policy: Policy, costs: CostTable, budget: float) -> float:
     """The cost of ``policy``; SearchError naming ``name`` when it exceeds ``budget``."""
     cost = costs.total(policy)
@@ -126,7 +115,7 @@ def _check_feasible(costs: CostTable, budget: float, fixed: FixedPairs, cand: li
 def uniform_policies(costs: CostTable, budget: float, fixed: FixedPairs,
                      bits: Sequence[int]) -> list[UniformPolicy]:
     """One uniform policy per candidate width, widest first, with cost and budget fit."""
-    cand = _candidates(costs, bits)
+    cand = check_bits(bits, costs)
     n = len(costs.layer_names)
     out = []
     for b in reversed(cand):
@@ -151,7 +140,7 @@ def measure_sensitivity(evaluator: AccuracyFunction, costs: CostTable, fixed: Fi
                         bits: Sequence[int], split: str = "val") -> Sensitivity:
     """Accuracy drops of single-component lowerings measured with ``evaluator`` on ``split``
     (module docstring). Evaluations: 1 + (len(bits) - 1) per free component."""
-    cand = _candidates(costs, bits)
+    cand = check_bits(bits, costs)
     n = len(costs.layer_names)
     top = cand[-1]
     reference = apply_fixed([(top, top)] * n, fixed)
@@ -215,7 +204,7 @@ def greedy_policy(scores: Sequence[Mapping[tuple[int, int], float]], costs: Cost
                   budget: float, fixed: FixedPairs, bits: Sequence[int]) -> Policy:
     """Greedy knapsack over ``scores`` (per layer, pair -> score to minimise) under ``budget``
     (module docstring). SearchError if the budget is below the minimum achievable cost."""
-    cand = _candidates(costs, bits)
+    cand = check_bits(bits, costs)
     n = len(costs.layer_names)
     if len(scores) != n:
         raise SearchError(f"scores cover {len(scores)} layers, the cost table {n}")
@@ -281,7 +270,7 @@ def ilp_policy(scores: Sequence[Mapping[tuple[int, int], float]], costs: CostTab
     """The policy minimising the summed ``scores`` under ``budget``, by ``scipy.optimize.milp``
     (module docstring). SearchError if the budget is infeasible or the solver does not prove
     an optimum within ``time_limit_s``."""
-    cand = _candidates(costs, bits)
+    cand = check_bits(bits, costs)
     n = len(costs.layer_names)
     if len(scores) != n:
         raise SearchError(f"scores cover {len(scores)} layers, the cost table {n}")

@@ -66,7 +66,8 @@ def fixed_pairs(n_layers: int, base_bits: int = 8) -> dict[int, tuple[int | None
     return out
 
 
-def _check_bits(bits: Sequence[int], costs: CostTable) -> list[int]:
+def check_bits(bits: Sequence[int], costs: CostTable) -> list[int]:
+    """The candidate widths ``bits``, sorted and deduplicated; each must be in ``costs.bits``."""
     cand = sorted(set(int(b) for b in bits))
     if not cand:
         raise SearchError("no candidate bit-widths given")
@@ -100,7 +101,7 @@ def minimum_cost(costs: CostTable, fixed: FixedPairs, bits: Sequence[int]) -> fl
     """Cost (in ``costs.unit``) of the policy the budget walk ends at: every free component at
     ``min(bits)``, fixed components as given. The lowest budget ``enforce_budget`` can meet."""
     n = len(costs.layer_names)
-    cand = _check_bits(bits, costs)
+    cand = check_bits(bits, costs)
     _check_fixed(fixed, n, costs)
     return costs.total(apply_fixed([(cand[0], cand[0])] * n, fixed))
 
@@ -118,7 +119,7 @@ def enforce_budget(policy: Policy, costs: CostTable, budget: float, fixed: Fixed
     n = len(costs.layer_names)
     if len(policy) != n:
         raise SearchError(f"policy has {len(policy)} layers, the cost table {n}")
-    cand = _check_bits(bits, costs)
+    cand = check_bits(bits, costs)
     _check_fixed(fixed, n, costs)
     if not math.isfinite(budget):
         raise SearchError(f"budget must be a finite number of {costs.unit}, got {budget}")
@@ -233,7 +234,7 @@ class HaqEnv:
         self.evaluator = evaluator
         self.costs = costs
         self.budget = float(budget)
-        self.bits = _check_bits(bits, costs) if bits is not None else candidate_bits(costs)
+        self.bits = check_bits(bits, costs) if bits is not None else candidate_bits(costs)
         self.fixed = dict(fixed) if fixed is not None else fixed_pairs(len(layers),
                                                                         evaluator.base_bits)
         # fails early, with the minimum cost, if the budget cannot be met
