@@ -5,7 +5,7 @@ Measured on this machine with ONNX Runtime CPU (``host-ort``, the table's thread
 0. **random training configurations** (``--train-random-n``): nn-Meter starts from configurations
    sampled at random, not from a grid; that many random configurations (another seed than the
    held-out ones) are measured into the table first (resumable) and are training rows.
-1. **grid split**: the kernel rows of the table (``--table``, default the shipped
+1. **table split**: the kernel rows of the table (``--table``, default the shipped
    ``lut/host-ort.csv``) are split at random, 80 % train / 20 % held out; a predictor fitted on
    the 80 % is scored on the 20 %.
 2. **off-grid held-out configurations**: ``--heldout-n`` random kernel configurations
@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--table", default="lut/host-ort.csv")
     ap.add_argument("--train-random-n", type=int, default=0)
     ap.add_argument("--train-random-seed", type=int, default=7)
+    ap.add_argument("--train-wide-conv-n", type=int, default=0,
+                    help="extra random training convolutions with kernels 3/5/7, inputs up to "
+                         "224 and up to 200 M MACs (stems, large kernels)")
     ap.add_argument("--heldout-n", type=int, default=80)
     ap.add_argument("--heldout-table", default="lut/bench/host-ort-kernel-heldout.csv")
     ap.add_argument("--heldout-seed", type=int, default=20261125)
@@ -123,6 +126,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"random training configurations: {r.total} ({len(r.added)} measured now, "
               f"{len(r.failed)} failed); load {report['load_average']['train_random_start']} "
               f"-> {report['load_average']['train_random_end']}", file=sys.stderr)
+    if args.train_wide_conv_n:
+        wide = random_kernel_keys(args.train_wide_conv_n, random.Random(args.train_random_seed + 1),
+                                  types=("conv",), max_macs=200_000_000, conv_kernels=(3, 5, 7),
+                                  input_sizes=(7, 14, 28, 56, 112, 224))
+        wide = [k for k in wide if k not in set(held_keys)]
+        r = build_table("host-ort", wide, args.table, threads=threads, progress=False,
+                        policy=policy, method=methods[0])
+        print(f"wide random training convolutions: {r.total} ({len(r.added)} measured now, "
+              f"{len(r.failed)} failed); load {_load()}", file=sys.stderr)
     keys, y = _kernel_rows(args.table)
     print(f"{args.table}: {len(keys)} kernel rows; threads {threads}, methods {methods}")
 
@@ -132,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     n_hold = len(keys) // 5
     hold, train = order[:n_hold], order[n_hold:]
     split_model = KernelLatencyPredictor(seed=args.seed).fit([keys[i] for i in train], y[train])
-    report["grid_split"] = _scores(split_model, [keys[i] for i in hold], y[hold])
-    _print("grid split (20 % of table held out)", report["grid_split"])
+    report["table_split"] = _scores(split_model, [keys[i] for i in hold], y[hold])
+    _print("table split (20 % of rows held out)", report["table_split"])
 
     # 2. off-grid held-out configurations (measured, never trained on)
     held_keys = [k for k in held_keys if k not in set(keys)]
@@ -184,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.save_predictor:
         final.extra_metrics_ = {"offgrid_heldout": report.get("offgrid_after_adaptive",
                                                               report["offgrid_before_adaptive"]),
-                                "grid_split": report["grid_split"]}
+                                "table_split": report["table_split"]}
         path = save_predictor(args.save_predictor, final, target_column="latency_ms", summary={
             "train_file": Path(args.table).name, "device": "host-ort", "threads": threads,
             "methods": methods, "heldout_file": Path(args.heldout_table).name,

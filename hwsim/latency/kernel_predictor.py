@@ -53,10 +53,11 @@ from hwsim.latency.op_cost import ELEMENTWISE_OPS, op_cost
 from hwsim.latency.op_key import OpKey
 
 FEATURE_VERSION = 1
-# Channel counts modulo 8 are features because ONNX Runtime's CPU convolutions run channel
-# blocks of 8 (NCHWc, AVX2) and take other code paths for the remainder: measured here, random
-# off-grid configurations (channels any multiple of 4) were predicted within 10 % for 40 % of
-# kernels by a model without them, trained on the multiple-of-8 grid only.
+# Channel counts modulo 16 are features because ONNX Runtime's CPU kernels run channel blocks
+# (NCHWc; 16 channels with AVX-512, as on this machine's AMD EPYC, 8 with AVX2) and take slower
+# code paths otherwise: measured here, 2x2 average pooling costs 0.06-0.08 ns per input element
+# when C % 16 == 0 and 0.27-0.35 ns otherwise; random configurations off the multiple-of-8 grid
+# were predicted within 10 % for 40 % of kernels by a model without these features.
 KERNEL_TYPES = ("conv", "dwconv", "linear", "pool", "gap", "elementwise")
 ACT_CODES = {None: 0, "relu": 1, "relu6": 2, "clip": 3, "hswish": 4, "hsigmoid": 5,
              "sigmoid": 6, "swish": 7}
@@ -64,14 +65,14 @@ _TWO_INPUT_OPS = ("add", "mul", "add_broadcast", "mul_broadcast")
 
 FEATURE_NAMES: dict[str, tuple[str, ...]] = {
     "conv": ("h", "w", "cin", "cout", "kernel", "stride", "groups", "ho", "wo", "macs",
-             "params", "in_elems", "out_elems", "act", "idskip", "cin_mod8", "cout_mod8"),
+             "params", "in_elems", "out_elems", "act", "idskip", "cin_mod16", "cout_mod16"),
     "dwconv": ("h", "w", "c", "kernel", "stride", "ho", "wo", "macs", "params", "in_elems",
-               "out_elems", "act", "idskip", "c_mod8"),
-    "linear": ("cin", "cout", "macs", "params", "act", "idskip", "cin_mod8", "cout_mod8"),
+               "out_elems", "act", "idskip", "c_mod16"),
+    "linear": ("cin", "cout", "macs", "params", "act", "idskip", "cin_mod16", "cout_mod16"),
     "pool": ("h", "w", "c", "kernel", "stride", "ho", "wo", "in_elems", "out_elems", "is_max",
-             "c_mod8"),
-    "gap": ("h", "w", "c", "in_elems", "c_mod8"),
-    "elementwise": ("h", "w", "c", "elems", "op", "inputs", "act", "c_mod8"),
+             "c_mod16"),
+    "gap": ("h", "w", "c", "in_elems", "c_mod16"),
+    "elementwise": ("h", "w", "c", "elems", "op", "inputs", "act", "c_mod16"),
 }
 MODEL_KINDS = ("random_forest", "gradient_boosting")
 
@@ -121,20 +122,20 @@ def kernel_features(key: OpKey) -> tuple[str, list[float]]:
         cost = op_cost(key)
         if ktype == "conv":
             return ktype, [h, w, cin, cout, key.kernel, key.stride, key.groups or 1, ho, wo,
-                           cost.macs, cost.params, n_in, n_out, act, skip, cin % 8, cout % 8]
+                           cost.macs, cost.params, n_in, n_out, act, skip, cin % 16, cout % 16]
         return ktype, [h, w, cin, key.kernel, key.stride, ho, wo, cost.macs, cost.params, n_in,
-                       n_out, act, skip, cin % 8]
+                       n_out, act, skip, cin % 16]
     if ktype == "linear":
-        return ktype, [cin, cout, cin * cout, cin * cout + cout, act, skip, cin % 8, cout % 8]
+        return ktype, [cin, cout, cin * cout, cin * cout + cout, act, skip, cin % 16, cout % 16]
     if ktype == "pool":
         if key.kernel is None or key.stride is None or len(key.input) != 3:
             raise LatencyError(f"{key}: a pool kernel needs HxWxC shapes, kernel and stride")
         return ktype, [h, w, cin, key.kernel, key.stride, ho, wo, n_in, n_out,
-                       int(key.op == "maxpool"), cin % 8]
+                       int(key.op == "maxpool"), cin % 16]
     if ktype == "gap":
-        return ktype, [h, w, cin, n_in, cin % 8]
+        return ktype, [h, w, cin, n_in, cin % 16]
     return ktype, [h, w, cout, n_out, ELEMENTWISE_OPS.index(key.op),
-                   2 if key.op in _TWO_INPUT_OPS else 1, act, cout % 8]
+                   2 if key.op in _TWO_INPUT_OPS else 1, act, cout % 16]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -497,10 +498,13 @@ def _perturb(key: OpKey, ktype: str | None, rng: random.Random) -> OpKey | None:
 
 
 def random_kernel_keys(n: int, rng: random.Random, types: Iterable[str] = ("conv", "dwconv"),
-                       max_macs: int = 60_000_000) -> list[OpKey]:
+                       max_macs: int = 60_000_000, conv_kernels: Sequence[int] = (1, 1, 1, 3),
+                       input_sizes: Sequence[int] = (7, 14, 28, 56, 112)) -> list[OpKey]:
     """``n`` random kernel configurations off the usual grids (channels any multiple of 4 in
     8..1024, log-uniform), of the given types; convolutions above ``max_macs`` are redrawn
-    (keeps a measurement short)."""
+    (keeps a measurement short). ``conv_kernels``: the kernel sizes a conv draws from (repeats
+    weight them); ``input_sizes``: feature-map sizes. The same arguments and seed give the same
+    keys."""
     types = tuple(types)
     for t in types:
         if t not in ("conv", "dwconv", "linear", "pool", "elementwise"):
@@ -512,10 +516,10 @@ def random_kernel_keys(n: int, rng: random.Random, types: Iterable[str] = ("conv
 
     while len(out) < n:
         t = rng.choice(types)
-        h = rng.choice((7, 14, 28, 56, 112))
+        h = rng.choice(tuple(input_sizes))
         act = rng.choice((None, "relu", "relu6"))
         if t == "conv":
-            k = rng.choice((1, 1, 1, 3))
+            k = rng.choice(tuple(conv_kernels))
             s = rng.choice((1, 1, 1, 2))
             cin, cout = chan(), chan()
             ho = _out_hw(h, k, s)

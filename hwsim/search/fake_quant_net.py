@@ -24,20 +24,68 @@ from hwsim.graph.ir import Graph, Node, OpType
 from hwsim.quant.qparams import UniformQParams
 
 
-def fake_quant_ste(x: torch.Tensor, qp: UniformQParams, axis: int | None = None) -> torch.Tensor:
-    """Fake-quantize ``x`` with uniform qparams (per tensor, or per channel along ``axis``);
-    the gradient passes straight through."""
-    scale = torch.from_numpy(np.asarray(qp.scale, dtype=np.float32))
-    zp = torch.from_numpy(np.asarray(qp.zero_point, dtype=np.float32))
-    if scale.ndim == 1:
-        if axis is None:
-            raise SearchError("per-channel qparams need the channel axis")
-        shape = [1] * x.ndim
-        shape[axis] = -1
-        scale, zp = scale.reshape(shape), zp.reshape(shape)
-    q = torch.clamp(torch.round(x / scale) + zp, float(qp.qmin), float(qp.qmax))
-    y = (q - zp) * scale
-    return x + (y - x).detach()
+class _FakeQuantTensors:
+    """Uniform qparams as torch tensors, built once per tensor (not per batch)."""
+
+    __slots__ = ("scale", "zp", "qmin", "qmax")
+
+    def __init__(self, qp: UniformQParams, axis: int | None, ndim: int | None) -> None:
+        scale = torch.from_numpy(np.asarray(qp.scale, dtype=np.float32))
+        zp = torch.from_numpy(np.asarray(qp.zero_point, dtype=np.float32))
+        if scale.ndim == 1:
+            if axis is None or ndim is None:
+                raise SearchError("per-channel qparams need the channel axis")
+            shape = [1] * ndim
+            shape[axis] = -1
+            scale, zp = scale.reshape(shape), zp.reshape(shape)
+        self.scale, self.zp = scale, zp
+        self.qmin, self.qmax = float(qp.qmin), float(qp.qmax)
+
+
+class _FakeQuantSTE(torch.autograd.Function):
+    """Forward: ``x + (fq(x) - x)`` (the value the detach form ``x + (fq(x) - x).detach()``
+    gives, bit for bit); backward: the identity (HAQ's STE). As a Function, autograd records one
+    node instead of the eight elementwise ops of the detach form."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, q: _FakeQuantTensors) -> torch.Tensor:  # type: ignore[override]
+        y = torch.div(x, q.scale)
+        y.round_().add_(q.zp).clamp_(q.qmin, q.qmax).sub_(q.zp).mul_(q.scale)
+        return y.sub_(x).add_(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        return grad, None
+
+
+class _Clamp(torch.autograd.Function):
+    """``torch.clamp(x, lo, hi)`` with the gradient ``torch.clamp`` gives (passed where
+    ``lo <= x <= hi``, inclusive, else 0) from one fused kernel: ``hardtanh_backward`` zeroes
+    where ``x <= lo'`` or ``x >= hi'``; with ``lo'``/``hi'`` the float32 neighbours just outside
+    ``lo``/``hi`` that is exactly the inclusive rule for float32 ``x`` (clamp's own backward
+    builds a mask and ``where``, ~10x slower on CPU). Bounds must be finite float32 values."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.bounds = (float(np.nextafter(np.float32(lo), np.float32(-np.inf))),
+                      float(np.nextafter(np.float32(hi), np.float32(np.inf))))
+        return torch.clamp(x, lo, hi)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        lo, hi = ctx.bounds
+        return torch.ops.aten.hardtanh_backward(grad, x, lo, hi), None, None
+
+
+def fake_quant_ste(x: torch.Tensor, qp: UniformQParams | _FakeQuantTensors,
+                   axis: int | None = None) -> torch.Tensor:
+    """Fake-quantize ``x`` with uniform qparams (per tensor, or per channel along ``axis``):
+    ``(clamp(round(x / s) + zp, qmin, qmax) - zp) * s`` in float32, ``torch.round`` half to
+    even; the gradient passes straight through."""
+    q = qp if isinstance(qp, _FakeQuantTensors) else _FakeQuantTensors(qp, axis, x.ndim)
+    return _FakeQuantSTE.apply(x, q)
 
 
 def _as_uniform(qp, what: str) -> UniformQParams:
@@ -61,20 +109,29 @@ class FakeQuantNet(nn.Module):
         self.weights = nn.ParameterDict()
         self.biases = nn.ParameterDict()
         self._key: dict[str, str] = {}
+        self._act_q = {k: _FakeQuantTensors(v, None, None) for k, v in self.act_qparams.items()}
+        self._weight_q: dict[str, _FakeQuantTensors] = {}
+        self._bn: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         for i, node in enumerate(graph.nodes):
             if node.op in (OpType.CONV2D, OpType.LINEAR):
                 key = f"l{i}"
                 self._key[node.name] = key
                 self.weights[key] = nn.Parameter(torch.tensor(np.array(node.weights["weight"])))
                 self.biases[key] = nn.Parameter(torch.tensor(np.array(node.weights["bias"])))
+                qp = self.weight_qparams.get(node.name)
+                if qp is not None:
+                    self._weight_q[node.name] = _FakeQuantTensors(
+                        qp, qp.axis, self.weights[key].ndim)
+            elif node.op is OpType.BATCHNORM:
+                self._bn[node.name] = _batchnorm_tensors(node, graph.shape(node.inputs[0]))
             elif node.op not in _TORCH_OPS:
                 raise UnsupportedOpError(f"node {node.name!r} ({node.op.value}): no torch "
                                          "implementation for the fine-tune; supported: "
                                          f"{sorted(o.value for o in _TORCH_OPS)}")
 
     def _maybe_quant(self, tensor: str, x: torch.Tensor) -> torch.Tensor:
-        qp = self.act_qparams.get(tensor)
-        return x if qp is None else fake_quant_ste(x, qp)
+        q = self._act_q.get(tensor)
+        return x if q is None else _FakeQuantSTE.apply(x, q)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         (name,) = self.graph.inputs
@@ -89,18 +146,24 @@ class FakeQuantNet(nn.Module):
         if op in (OpType.CONV2D, OpType.LINEAR):
             key = self._key[node.name]
             w = self.weights[key]
-            qp = self.weight_qparams.get(node.name)
-            if qp is not None:
-                w = fake_quant_ste(w, qp, qp.axis)
+            q = self._weight_q.get(node.name)
+            if q is not None:
+                w = _FakeQuantSTE.apply(w, q)
             b = self.biases[key]
             if op is OpType.LINEAR:
                 return F.linear(x, w, b)
             pt, pl, pb, pr = a.padding
+            if (pt, pl) == (pb, pr):  # symmetric zero padding: conv2d pads itself
+                return F.conv2d(x, w, b, stride=a.stride, padding=(pt, pl),
+                                dilation=a.dilation, groups=a.groups)
             return F.conv2d(F.pad(x, (pl, pr, pt, pb)), w, b, stride=a.stride,
                             dilation=a.dilation, groups=a.groups)
         if op is OpType.RELU:
             return F.relu(x)
         if op is OpType.CLIP:
+            if x.dtype == torch.float32 and all(np.isfinite(np.float32(v)) and
+                                                np.float32(v) == v for v in (a.min, a.max)):
+                return _Clamp.apply(x, a.min, a.max)
             return torch.clamp(x, a.min, a.max)
         if op is OpType.ADD:
             return xs[0] + xs[1]
@@ -134,12 +197,7 @@ class FakeQuantNet(nn.Module):
             n, c, h, w = x.shape
             return x.reshape(n, a.groups, c // a.groups, h, w).transpose(1, 2).reshape(n, c, h, w)
         # batchnorm (unfolded, inference form)
-        wts = node.weights
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        inv = torch.from_numpy(np.asarray(wts["gamma"] / np.sqrt(wts["var"] + a.eps),
-                                          dtype=np.float32)).reshape(shape)
-        mean = torch.from_numpy(np.asarray(wts["mean"], np.float32)).reshape(shape)
-        beta = torch.from_numpy(np.asarray(wts["beta"], np.float32)).reshape(shape)
+        mean, inv, beta = self._bn[node.name]
         return (x - mean) * inv + beta
 
     def trained_weights(self) -> dict[str, dict[str, np.ndarray]]:
@@ -147,6 +205,18 @@ class FakeQuantNet(nn.Module):
         return {name: {"weight": self.weights[k].detach().numpy().astype(np.float32),
                        "bias": self.biases[k].detach().numpy().astype(np.float32)}
                 for name, k in self._key.items()}
+
+
+def _batchnorm_tensors(node: Node, in_shape: tuple[int, ...]
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean, gamma / sqrt(var + eps), beta) of an unfolded batchnorm, shaped to broadcast."""
+    wts = node.weights
+    shape = (1, -1) + (1,) * (len(in_shape) - 2)
+    inv = torch.from_numpy(np.asarray(wts["gamma"] / np.sqrt(wts["var"] + node.attrs.eps),
+                                      dtype=np.float32)).reshape(shape)
+    mean = torch.from_numpy(np.asarray(wts["mean"], np.float32)).reshape(shape)
+    beta = torch.from_numpy(np.asarray(wts["beta"], np.float32)).reshape(shape)
+    return mean, inv, beta
 
 
 _TORCH_OPS = frozenset({OpType.CONV2D, OpType.LINEAR, OpType.RELU, OpType.CLIP, OpType.ADD,
