@@ -48,9 +48,13 @@ class RooflineModel:
         self.spec, self.perf = spec, perf
         self.precision = precision or spec.default_precision
         if self.precision not in perf.peak_macs_per_s:
+            why = ("; no public figure: see its performance.assumptions"
+                   if not perf.peak_macs_per_s else "")
             raise LatencyError(f"device {spec.name!r}: performance.peak_macs_per_s has no entry "
                                f"for precision {self.precision!r} (has "
-                               f"{sorted(perf.peak_macs_per_s)})")
+                               f"{sorted(perf.peak_macs_per_s)}){why}; a modeled latency "
+                               "needs a measured or documented peak, or a measured table "
+                               "(hwsim lut import / build)")
         prec: Precision = spec.precision(self.precision)
         self.wbits, self.abits = prec.weight.bits, prec.activation.bits
 
