@@ -74,6 +74,74 @@ def test_tiny_run_writes_result_episodes_and_plot(capsys, tmp_path):
     assert again["evaluations"]["measured_this_run"] == 0
 
 
+def test_final_finetune_is_applied_alike_to_every_reported_policy(capsys, tmp_path):
+    from hwsim.quant.device import load_device
+    from hwsim.search.haq_accuracy import PolicyEvaluator
+    from hwsim.search.haq_cost import quantizable_layers
+    from hwsim.search.haq_run import digits_search_data, image_size, load_search_model
+
+    device = _bismo_6_8(tmp_path)
+    out_dir = tmp_path / "haq"
+    code, out, _ = _run(capsys, "search", "haq", "--device", str(device), "--model",
+                        "digits_cnn", "--budget", "latency=0.75", "--episodes", "2",
+                        "--finetune-epochs", "0", "--final-finetune-epochs", "1", "--out",
+                        str(out_dir), "--no-progress")
+    assert code == 0 and "TEST ACC +1 EP" in out
+    res = json.loads((out_dir / "result.json").read_text())
+    assert res["final_finetune_epochs"] == 1
+    reported = {"haq": res, "uniform-6": res["baselines"]["uniform-6"],
+                "greedy": res["baselines"]["greedy"], "ilp": res["baselines"]["ilp"]}
+    assert "final_finetune" not in res["baselines"]["uniform-8"]  # over the budget
+    graph = load_search_model("digits_cnn")
+    layers = quantizable_layers(graph)
+    ev = PolicyEvaluator(graph, load_device(str(device)), layers,
+                         digits_search_data(image_size(graph)), finetune_epochs=1, seed=0)
+    for name, entry in reported.items():
+        final = entry["final_finetune"]
+        assert final["epochs"] == 1, name
+        policy = [(p["weight_bits"], p["activation_bits"]) for p in entry["policy"].values()]
+        assert final["accuracy"] == ev.accuracy(policy, "test"), name
+        assert final["val_accuracy"] == ev.accuracy(policy, "val"), name
+
+
+def test_nll_reward_metric_drives_reward_and_sensitivities(capsys, tmp_path):
+    from hwsim.quant.device import load_device
+    from hwsim.search.haq_accuracy import PolicyEvaluator
+    from hwsim.search.haq_cost import quantizable_layers
+    from hwsim.search.haq_run import digits_search_data, image_size, load_search_model
+
+    device = _bismo_6_8(tmp_path)
+    out_dir = tmp_path / "haq"
+    code, _, _ = _run(capsys, "search", "haq", "--device", str(device), "--model", "digits_cnn",
+                      "--budget", "latency=0.75", "--episodes", "2", "--finetune-epochs", "0",
+                      "--reward-metric", "nll", "--out", str(out_dir), "--no-progress")
+    assert code == 0
+    res = json.loads((out_dir / "result.json").read_text())
+    assert res["reward_metric"] == "nll"
+    graph = load_search_model("digits_cnn")
+    ev = PolicyEvaluator(graph, load_device(str(device)), quantizable_layers(graph),
+                         digits_search_data(image_size(graph)), finetune_epochs=0)
+    # independent NLL of the float model and of the int8 reference policy (float64, by hand)
+    import numpy as np
+
+    from hwsim.emulate.float_reference import run_float
+
+    data = ev.data
+    logits = np.asarray(run_float(graph, data.val_x)[graph.outputs[0]], np.float64)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    fp_nll = float(-np.mean(np.log(p[np.arange(len(data.val_y)), data.val_y])))
+    assert res["sensitivity"]["reference_val_negative_nll"] == pytest.approx(
+        -ev.evaluate([(8, 8)] * 5, "val")[1], abs=1e-12)
+    with (out_dir / "episodes.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:  # HAQ's reward 0.1 * 100 * (score_q - score_fp) with score = -NLL
+        assert float(r["reward"]) == pytest.approx(10.0 * (fp_nll - float(r["val_nll"])),
+                                                   rel=1e-9, abs=1e-9)
+        assert 0.0 <= float(r["val_accuracy"]) <= 1.0
+    assert res["val_nll"] > 0 and "val_nll" in res["baselines"]["ilp"]
+
+
 @pytest.mark.parametrize("budget, message", [
     ("latency", "must be METRIC=FRACTION"),
     ("speed=0.5", "unknown metric 'speed'; allowed: latency, energy, size"),

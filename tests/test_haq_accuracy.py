@@ -106,10 +106,44 @@ def test_finetune_changes_weights_deterministically(digits):
     layers = quantizable_layers(graph)
     ev = PolicyEvaluator(graph, dev, layers, data, finetune_epochs=1, seed=0)
     policy = [(8, 8)] + [(3, 4)] * (len(layers) - 2) + [(8, 8)]
-    g1, g2 = ev.finetuned_graph(policy), ev.finetuned_graph(policy)
+    g1 = ev.finetuned_graph(policy)
+    assert ev.finetuned_graph(policy) is g1  # val and test accuracy share one fine-tune
+    g2 = PolicyEvaluator(graph, dev, layers, data, finetune_epochs=1, seed=0
+                         ).finetuned_graph(policy)
+    other = [(8, 8)] + [(4, 4)] * (len(layers) - 2) + [(8, 8)]
+    assert ev.finetuned_graph(other) is not g1
     name = layers[1].name
     w0 = next(n for n in graph.nodes if n.name == name).weights["weight"]
     w1 = next(n for n in g1.nodes if n.name == name).weights["weight"]
     w2 = next(n for n in g2.nodes if n.name == name).weights["weight"]
     assert not np.array_equal(w0, w1)
     np.testing.assert_array_equal(w1, w2)
+
+
+def test_each_finetune_epoch_trains_under_a_fresh_calibration(digits, monkeypatch):
+    """Epoch 2 trains under the device's calibration of the weights epoch 1 produced, not under
+    the scales of the original weights (fixed scales let the weights drift from them)."""
+    import hwsim.search.haq_accuracy as haq_accuracy
+
+    _, graph, data = digits
+    dev = hwsim.load_device("bismo")
+    layers = quantizable_layers(graph)
+    policy = [(8, 8)] + [(3, 4)] * (len(layers) - 2) + [(8, 8)]
+    built = []
+    real = haq_accuracy.FakeQuantNet
+
+    def recording(g, wq, aq):
+        built.append((g, wq))
+        return real(g, wq, aq)
+
+    monkeypatch.setattr(haq_accuracy, "FakeQuantNet", recording)
+    ev = PolicyEvaluator(graph, dev, layers, data, finetune_epochs=2, seed=0)
+    ev.finetuned_graph(policy)
+    assert len(built) == 2
+    (g1, wq1), (g2, wq2) = built
+    assert g1 is graph and g2 is not graph
+    expected = ev.emulator(g2, policy)  # independent calibration of epoch 1's weights
+    name = layers[1].name
+    np.testing.assert_array_equal(np.asarray(wq2[name].scale),
+                                  np.asarray(expected.layers_[name].weight_qparams.scale))
+    assert not np.array_equal(np.asarray(wq1[name].scale), np.asarray(wq2[name].scale))

@@ -20,6 +20,11 @@ first ``CALIB_SIZE`` of them; the 360 held-out images are permuted with a fixed 
 and the rest for test (reported). Deviation from HAQ, which computes its reward on images held
 out of its *training* set: the demo models fit their training images (100 % top-1 at 8 bits),
 so a reward on them would not separate policies.
+
+Options beyond HAQ's search: ``final_finetune_epochs`` (HAQ's last step, a longer fine-tune of
+the chosen policy, given alike to every baseline's policy, reported as ``final_finetune``) and
+``reward_metric="nll"`` (``NegativeNllView``: the validation NLL instead of top-1 for the reward
+and the greedy/ILP sensitivities; top-1 on 160 images moves in 0.625 pp steps).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import io
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +70,7 @@ CALIB_SIZE = 128
 SPLIT_SEED = 0
 REFERENCE_BITS = 8  # budgets are fractions of the cost with every layer at W8A8
 CACHE_FORMAT = 1
+REWARD_METRICS = ("top1", "nll")
 
 
 # ----------------------------------------------------------------------------- budget
@@ -166,6 +172,8 @@ def evaluator_context(graph: Graph, device: Device, evaluator: PolicyEvaluator) 
                         sort_keys=True).encode())
     h.update(json.dumps([evaluator.base_precision, evaluator.finetune_epochs,
                          evaluator.finetune_lr, evaluator.batch_size, evaluator.seed]).encode())
+    if evaluator.finetune_epochs > 1:  # multi-epoch fine-tunes re-calibrate every epoch since
+        h.update(b"calibration per epoch")  # cache entries of the older procedure no longer match
     d = evaluator.data
     for arr in (d.train_x, d.train_y, d.val_x, d.val_y, d.test_x, d.test_y, d.calib_x):
         h.update(np.ascontiguousarray(arr).tobytes())
@@ -204,23 +212,63 @@ class CachedEvaluator:
     def base_bits(self) -> int:
         return self.evaluator.base_bits
 
+    def _lookup(self, tag: str, split: str, nll: bool,
+                measure: Callable[[], tuple[float, float]]) -> float:
+        """The cached top-1 (key ``split|tag``) or NLL (``nll|split|tag``); both are stored
+        by one measurement. Caches from before the NLL was kept re-measure for an NLL only."""
+        key, nll_key = f"{split}|{tag}", f"nll|{split}|{tag}"
+        want = nll_key if nll else key
+        if want not in self._entries:
+            top1, loss = measure()
+            self._entries[key], self._entries[nll_key] = float(top1), float(loss)
+            if self.path is not None:
+                write_json_atomic(self.path, self._file)
+        return self._entries[want]
+
+    def _measure(self, policy: Sequence[tuple[int, int]], split: str) -> tuple[float, float]:
+        self.evaluations += 1
+        return self.evaluator.evaluate(list(policy), split)
+
     def accuracy(self, policy: Sequence[tuple[int, int]], split: str = "val") -> float:
         """Top-1 accuracy (fraction) of ``policy`` on ``split``, measured once."""
-        key = f"{split}|{_policy_key(policy)}"
-        if key not in self._entries:
-            self._entries[key] = float(self.evaluator.accuracy(list(policy), split))
-            self.evaluations += 1
-            if self.path is not None:
-                write_json_atomic(self.path, self._file)
-        return self._entries[key]
+        return self._lookup(_policy_key(policy), split, False,
+                            lambda: self._measure(policy, split))
+
+    def nll(self, policy: Sequence[tuple[int, int]], split: str = "val") -> float:
+        """Mean NLL (nats) of ``policy`` on ``split``, measured once (with its accuracy)."""
+        return self._lookup(_policy_key(policy), split, True,
+                            lambda: self._measure(policy, split))
 
     def fp_accuracy(self, split: str = "val") -> float:
-        key = f"{split}|fp"
-        if key not in self._entries:
-            self._entries[key] = float(self.evaluator.fp_accuracy(split))
-            if self.path is not None:
-                write_json_atomic(self.path, self._file)
-        return self._entries[key]
+        return self._lookup("fp", split, False, lambda: self.evaluator.fp_evaluate(split))
+
+    def fp_nll(self, split: str = "val") -> float:
+        return self._lookup("fp", split, True, lambda: self.evaluator.fp_evaluate(split))
+
+
+class NegativeNllView:
+    """What the search and the sensitivities see with ``reward_metric="nll"``: the score
+    ``-NLL`` (nats; higher is better) in place of top-1 accuracy, so HAQ's reward
+    ``0.1 * 100 * (score_q - score_fp)`` and the baselines' "accuracy drops" become NLL increases.
+    A smoother signal than top-1 on a small validation split (160 images here: top-1 moves in
+    steps of 0.625 pp and is flat between many policies). Deviation from HAQ (top-1 reward)."""
+
+    def __init__(self, ev: CachedEvaluator) -> None:
+        self.ev = ev
+
+    @property
+    def layers(self) -> list[QuantLayer]:
+        return self.ev.layers
+
+    @property
+    def base_bits(self) -> int:
+        return self.ev.base_bits
+
+    def accuracy(self, policy: Sequence[tuple[int, int]], split: str = "val") -> float:
+        return -self.ev.nll(policy, split)
+
+    def fp_accuracy(self, split: str = "val") -> float:
+        return -self.ev.fp_nll(split)
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -234,26 +282,41 @@ def _policy_text(policy: Policy) -> str:
 
 
 def _entry(ev: CachedEvaluator, costs: CostTable, budget: float, policy: Policy,
+           final: CachedEvaluator | None = None, with_nll: bool = False,
            **extra: Any) -> dict[str, Any]:
     cost = costs.total(policy)
-    return {"policy": _policy_json(costs, policy), "cost": cost, "budget": budget,
-            "unit": costs.unit, "cost_fraction": cost / costs.uniform(REFERENCE_BITS),
-            "fits_budget": cost <= budget, "accuracy": ev.accuracy(policy, "test"),
-            "val_accuracy": ev.accuracy(policy, "val"), "fp_accuracy": ev.fp_accuracy("test"),
-            **extra}
+    entry = {"policy": _policy_json(costs, policy), "cost": cost, "budget": budget,
+             "unit": costs.unit, "cost_fraction": cost / costs.uniform(REFERENCE_BITS),
+             "fits_budget": cost <= budget, "accuracy": ev.accuracy(policy, "test"),
+             "val_accuracy": ev.accuracy(policy, "val"), "fp_accuracy": ev.fp_accuracy("test"),
+             **extra}
+    if with_nll:
+        entry["val_nll"] = ev.nll(policy, "val")
+    if final is not None:
+        entry["final_finetune"] = {"epochs": final.evaluator.finetune_epochs,
+                                   "accuracy": final.accuracy(policy, "test"),
+                                   "val_accuracy": final.accuracy(policy, "val")}
+    return entry
 
 
-def _write_episodes(path: Path, episodes: Sequence[Any], ref_cost: float) -> None:
+def _write_episodes(path: Path, episodes: Sequence[Any], ref_cost: float, ev: CachedEvaluator,
+                    reward_metric: str) -> None:
+    """One row per episode: cost, validation top-1 (and NLL when it is the reward), reward."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["episode", "cost", "cost_fraction", "val_accuracy", "reward", "policy_w/a"])
+    nll = reward_metric == "nll"
+    w.writerow(["episode", "cost", "cost_fraction", "val_accuracy", *(["val_nll"] if nll else []),
+                "reward", "policy_w/a"])
     for ep in episodes:
-        w.writerow([ep.episode, repr(ep.cost), repr(ep.cost / ref_cost), repr(ep.accuracy),
+        w.writerow([ep.episode, repr(ep.cost), repr(ep.cost / ref_cost),
+                    repr(ev.accuracy(ep.policy, "val")),
+                    *([repr(ev.nll(ep.policy, "val"))] if nll else []),
                     repr(ep.reward), _policy_text(ep.policy)])
     write_text_atomic(path, buf.getvalue())
 
 
-def _plot(path: Path, result: dict[str, Any], episodes: Sequence[Any]) -> None:
+def _plot(path: Path, result: dict[str, Any], episodes: Sequence[Any],
+          ev: CachedEvaluator) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -261,7 +324,8 @@ def _plot(path: Path, result: dict[str, Any], episodes: Sequence[Any]) -> None:
 
     unit = result["unit"]
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    ax.scatter([e.cost for e in episodes], [e.accuracy for e in episodes], s=6, alpha=0.2,
+    ax.scatter([e.cost for e in episodes], [ev.accuracy(e.policy, "val") for e in episodes],
+               s=6, alpha=0.2,
                color="gray", label="HAQ episodes")
     ax.scatter([result["cost"]], [result["val_accuracy"]], s=70, marker="*", color="C3",
                zorder=3, label="HAQ best")
@@ -304,18 +368,30 @@ def _check_untied(graph: Graph, layers: Sequence[QuantLayer]) -> None:
 def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed: int,
                        out: Path, finetune_epochs: int = 1, progress: bool = True,
                        configuration: str | None = None, *,
-                       accuracy_cache: Path | None = None) -> dict[str, Any]:
+                       accuracy_cache: Path | None = None,
+                       final_finetune_epochs: int = 0,
+                       reward_metric: str = "top1") -> dict[str, Any]:
     """Run HAQ and the baselines for ``model`` on ``device`` under ``budget``
     (``metric=fraction`` of the all-W8A8 cost) and write the outputs to ``out`` (module
     docstring). ``accuracy_cache``: the accuracy cache file (default ``out/accuracy_cache.json``;
-    several runs may share one). Returns the ``result.json`` content. BudgetError for a malformed
-    or unreachable budget (checked before any accuracy is measured)."""
+    several runs may share one). ``final_finetune_epochs`` > 0: HAQ's last step (the found
+    policy fine-tuned longer before it is reported), applied alike to HAQ's policy and every
+    baseline's: each entry gets ``final_finetune`` {epochs, accuracy (test), val_accuracy}, same
+    optimizer, learning rate and seed as the search's fine-tune. ``reward_metric``: "top1"
+    (HAQ) or "nll" (``NegativeNllView``: the reward and the greedy/ILP sensitivities use the
+    validation NLL instead; reported accuracies stay top-1). Returns the ``result.json``
+    content. BudgetError for a malformed or unreachable budget (checked before any accuracy is
+    measured)."""
     from hwsim.search.haq_ddpg import DdpgConfig, run_haq
 
     t0 = time.perf_counter()
     metric, fraction = parse_budget(budget)
     if episodes < 1:
         raise SearchError(f"episodes must be >= 1, got {episodes}")
+    if reward_metric not in REWARD_METRICS:
+        raise SearchError(f"reward_metric {reward_metric!r}; allowed: {', '.join(REWARD_METRICS)}")
+    if final_finetune_epochs < 0:
+        raise SearchError(f"final_finetune_epochs must be >= 0, got {final_finetune_epochs}")
     dev = load_device(device)
     graph = load_search_model(model)
     costs = build_cost_table(graph, dev.spec, metric, configuration)
@@ -345,15 +421,26 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
     out.mkdir(parents=True, exist_ok=True)
     cache_path = Path(accuracy_cache) if accuracy_cache is not None else out / "accuracy_cache.json"
     ev = CachedEvaluator(raw, evaluator_context(graph, dev, raw), cache_path)
+    final = None
+    if final_finetune_epochs > 0:
+        final_raw = PolicyEvaluator(graph, dev, layers, data, base_precision=base_precision,
+                                    finetune_epochs=final_finetune_epochs, seed=seed)
+        final = CachedEvaluator(final_raw, evaluator_context(graph, dev, final_raw), cache_path)
+    with_nll = reward_metric == "nll"
+    seen = NegativeNllView(ev) if with_nll else ev  # what the search and the baselines see
     timings: dict[str, float] = {"setup_s": time.perf_counter() - t0}
 
     t = time.perf_counter()
     baselines: dict[str, Any] = {}
-    for u in uniform_policies(costs, limit, fixed, bits):
-        baselines[f"uniform-{u.bits}"] = _entry(ev, costs, limit, u.policy, bits=u.bits)
+    uniforms = uniform_policies(costs, limit, fixed, bits)
+    widest_fit = next((u.bits for u in uniforms if u.fits_budget), None)
+    for u in uniforms:  # the final fine-tune for the widest uniform policy within the budget
+        baselines[f"uniform-{u.bits}"] = _entry(ev, costs, limit, u.policy,
+                                                final if u.bits == widest_fit else None,
+                                                with_nll, bits=u.bits)
     timings["uniform_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    sens = measure_sensitivity(_Progress(ev, progress, "sensitivity", n, bits, fixed), costs,
+    sens = measure_sensitivity(_Progress(seen, progress, "sensitivity", n, bits, fixed), costs,
                                fixed, bits)
     scores = pair_scores(sens, fixed, bits)
     timings["sensitivity_s"] = time.perf_counter() - t
@@ -361,19 +448,19 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
         t = time.perf_counter()
         policy = solve(scores, costs, limit, fixed, bits)
         check_budget(name, policy, costs, limit)
-        baselines[name] = _entry(ev, costs, limit, policy,
+        baselines[name] = _entry(ev, costs, limit, policy, final, with_nll,
                                  sensitivity_objective=sum(scores[i][p]
                                                            for i, p in enumerate(policy)))
         timings[f"{name}_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     before = ev.evaluations
-    search = run_haq(ev, costs, limit, DdpgConfig(episodes=episodes, seed=seed),
+    search = run_haq(seen, costs, limit, DdpgConfig(episodes=episodes, seed=seed),
                      checkpoint=out / "haq_checkpoint.pt", progress=progress)
     check_budget("HAQ", search.policy, costs, limit)
     timings["haq_s"] = time.perf_counter() - t
     haq_evaluations = ev.evaluations - before
-    chosen = _entry(ev, costs, limit, search.policy)
+    chosen = _entry(ev, costs, limit, search.policy, final, with_nll)
     result: dict[str, Any] = {
         "model": model, "device": dev.name, "configuration": configuration,
         "cost_source": costs.source, "metric": metric, "unit": costs.unit,
@@ -383,18 +470,22 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
         **chosen,
         "fp_val_accuracy": ev.fp_accuracy("val"),
         "episodes": len(search.episodes), "seed": seed, "finetune_epochs": finetune_epochs,
+        "final_finetune_epochs": final_finetune_epochs, "reward_metric": reward_metric,
         "data": {"train": len(data.train_y), "val": len(data.val_y), "test": len(data.test_y),
                  "calib": len(data.calib_x), "split_seed": SPLIT_SEED},
         "sensitivity": {"evaluations": sens.evaluations,
-                        "reference_val_accuracy": sens.reference_accuracy,
-                        "objective": "monotone envelope of the measured validation accuracy "
-                                     "drop per component, summed (haq_baselines)"},
+                        ("reference_val_accuracy" if reward_metric == "top1" else
+                         "reference_val_negative_nll"): sens.reference_accuracy,
+                        "objective": "monotone envelope of the measured validation "
+                                     + ("accuracy drop" if reward_metric == "top1" else
+                                        "NLL increase")
+                                     + " per component, summed (haq_baselines)"},
         "baselines": baselines,
         "evaluations": {"measured_this_run": ev.evaluations, "haq_measured": haq_evaluations},
         "timings": timings,
     }
-    _write_episodes(out / "episodes.csv", search.episodes, ref_cost)
-    _plot(out / "accuracy_vs_cost.png", result, search.episodes)
+    _write_episodes(out / "episodes.csv", search.episodes, ref_cost, ev, reward_metric)
+    _plot(out / "accuracy_vs_cost.png", result, search.episodes, ev)
     timings["total_s"] = time.perf_counter() - t0
     write_json_atomic(out / "result.json", result)
     return result
@@ -403,7 +494,8 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
 class _Progress:
     """Passes accuracy calls through to ``ev``, with a tqdm bar over the expected count."""
 
-    def __init__(self, ev: CachedEvaluator, enabled: bool, desc: str, n_layers: int,
+    def __init__(self, ev: CachedEvaluator | NegativeNllView, enabled: bool, desc: str,
+                 n_layers: int,
                  bits: Sequence[int], fixed: dict[int, tuple[int | None, int | None]]) -> None:
         from tqdm import tqdm
 
