@@ -1,14 +1,15 @@
-"""Accuracy vs latency of HAQ and its baselines (uniform, greedy, ILP) at several budgets.
+"""Accuracy vs cost of HAQ and its baselines (uniform, greedy, ILP) at several budgets.
 
-For every model x device x budget (a fraction of the all-W8A8 latency), runs
+For every model x device x budget (a fraction of the all-W8A8 cost; ``--metric`` latency by
+default, energy or size), runs
 ``hwsim.search.haq_run.run_haq_experiment`` (HAQ's DDPG search plus the baselines, same budget,
 same first/last rule, accuracy under the device's numerics on digits) into
-``OUT/<model>/<device>/latency-<budget>/`` and writes ``OUT/table.md`` and ``OUT/table.csv``.
+``OUT/<model>/<device>/<metric>-<budget>/`` and writes ``OUT/table.md`` and ``OUT/table.csv``.
 Accuracies are cached per model in ``OUT/accuracy_cache-<model>.json`` and shared by every
 device with the same numerics, every budget and every method; a rerun with the same OUT resumes
 (checkpoints and cache).
 
-Per row: the method's cost as a fraction of the 8-bit latency, validation accuracy (what the
+Per row: the method's cost as a fraction of the 8-bit cost, validation accuracy (what the
 search and the sensitivities see, after the search's 1-epoch STE fine-tune) and test accuracy
 (held out from both); with ``--final-finetune-epochs E`` also the test accuracy after HAQ's last
 step, a longer fine-tune of the chosen policy, given alike to every method's policy. "uniform"
@@ -55,7 +56,8 @@ def _rows(res: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({
             "model": res["model"], "device": res["device"], "budget": res["budget_fraction"],
             "method": uname if method == "uniform" else method,
-            "latency_fraction": e["cost_fraction"], "latency_ms": e["cost"],
+            "metric": res["metric"], "cost_fraction": e["cost_fraction"], "cost": e["cost"],
+            "unit": res["unit"],
             "fits_budget": e["fits_budget"], "val_accuracy": e["val_accuracy"],
             "test_accuracy": e["accuracy"],
             "final_test_accuracy": (e["final_finetune"]["accuracy"] if "final_finetune" in e
@@ -80,13 +82,17 @@ def _cell(margin: float) -> str:
 def _markdown(all_rows: list[list[dict[str, Any]]], meta: dict[str, Any]) -> str:
     final = meta["final_finetune_epochs"]
     splits = ("val", "test", "final_test") if final else ("val", "test")
-    lines = [f"# HAQ vs baselines: accuracy vs latency ({meta['date']})", "",
+    lines = [f"# HAQ vs baselines: accuracy vs {meta['metric']} ({meta['date']})", "",
              f"Command: `{meta['command']}`", "",
              f"Episodes per HAQ search: {meta['episodes']} (HAQ used 600); fine-tune epochs "
              f"{meta['finetune_epochs']}; seed {meta['seed']}; reward metric "
              f"{meta['reward_metric']} (top1 = HAQ's; nll = validation NLL for the reward and "
-             "the greedy/ILP sensitivities). Latency from the devices' "
-             "bit-flexible cost MODELS (bismo edge, bitfusion isca18), accuracy under each "
+             "the greedy/ILP sensitivities). Cost: "
+             + ("weight bytes at each layer's weight bits (device-independent)"
+                if meta["metric"] == "size" else
+                f"{meta['metric']} from the devices' cost MODELS (bismo edge, bitfusion "
+                "isca18: labelled models of HAQ's accelerators)")
+             + "; accuracy under each "
              f"device's numerics (emulator) on scikit-learn digits: val = {meta['val']} "
              "held-out images (search reward, greedy/ILP sensitivities), test = the other "
              f"{meta['test']} held-out images. Greedy and ILP minimise the summed measured "
@@ -95,14 +101,14 @@ def _markdown(all_rows: list[list[dict[str, Any]]], meta: dict[str, Any]) -> str
              + (f" final test acc: every reported policy (HAQ's and each baseline's) "
                 f"fine-tuned {final} epochs, then tested (HAQ's last step)." if final else ""),
              "",
-             "| model | device | budget | method | latency / 8-bit | val acc | test acc | "
-             + ("final test acc | " if final else "") + "W/A bits per layer |",
+             f"| model | device | budget | method | {meta['metric']} / 8-bit | val acc | "
+             "test acc | " + ("final test acc | " if final else "") + "W/A bits per layer |",
              "|---|---|---|---|---|---|---|---|" + ("---|" if final else "")]
     for rows in all_rows:
         for r in rows:
             fcell = f"{r['final_test_accuracy']:.2%} | " if final else ""
             lines.append(f"| {r['model']} | {r['device']} | {r['budget']:g} | {r['method']} | "
-                         f"{r['latency_fraction']:.3f} | {r['val_accuracy']:.2%} | "
+                         f"{r['cost_fraction']:.3f} | {r['val_accuracy']:.2%} | "
                          f"{r['test_accuracy']:.2%} | {fcell}{r['policy_w/a']} |")
     head = " | ".join(f"HAQ >= best baseline ({sp})" for sp in splits)
     head2 = " | ".join(f"HAQ >= uniform ({sp})" for sp in splits)
@@ -169,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--finetune-epochs", type=int, default=1,
                    help="STE fine-tune epochs before each search accuracy (HAQ: 1)")
+    p.add_argument("--metric", choices=["latency", "energy", "size"], default="latency",
+                   help="what the budget limits (a fraction of its all-W8A8 value)")
     p.add_argument("--reward-metric", choices=["top1", "nll"], default="top1",
                    help="validation metric of the reward and the sensitivities (HAQ: top1)")
     p.add_argument("--final-finetune-epochs", type=int, default=0,
@@ -186,16 +194,16 @@ def main(argv: list[str] | None = None) -> int:
         episodes_used[model] = episodes
         for device in args.devices:
             for budget in args.budgets:
-                out = args.out / model / device / f"latency-{budget:g}"
+                out = args.out / model / device / f"{args.metric}-{budget:g}"
                 previous = out / "result.json"
                 done_before = (json.loads(previous.read_text())["episodes"]
                                if previous.exists() else 0)
                 t = time.perf_counter()
-                print(f"{model} {device} latency={budget:g}: {episodes} episodes -> {out}",
+                print(f"{model} {device} {args.metric}={budget:g}: {episodes} episodes -> {out}",
                       file=sys.stderr, flush=True)
                 try:
                     res = run_haq_experiment(
-                        device, model, f"latency={budget:g}", episodes, args.seed, out,
+                        device, model, f"{args.metric}={budget:g}", episodes, args.seed, out,
                         finetune_epochs=args.finetune_epochs, progress=not args.no_progress,
                         accuracy_cache=args.out / f"accuracy_cache-{model}.json",
                         final_finetune_epochs=args.final_finetune_epochs,
@@ -218,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             "episodes": ", ".join(f"{m} {e}" for m, e in episodes_used.items()),
             "finetune_epochs": args.finetune_epochs, "seed": args.seed, "timings": timings,
             "final_finetune_epochs": args.final_finetune_epochs,
-            "reward_metric": args.reward_metric,
+            "reward_metric": args.reward_metric, "metric": args.metric,
             "val": data["val"], "test": data["test"],
             "total_s": time.perf_counter() - t0}
     md = _markdown(all_rows, meta)

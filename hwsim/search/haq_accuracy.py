@@ -162,7 +162,7 @@ class PolicyEvaluator:
         several epochs lets the weights drift from the scales they were trained under, and the
         re-calibrated device model then loses what the training gained (measured: a 2..8-bit
         digits_mbv2 policy on bitfusion fell from 91.5 % to 41 % test top-1 over 10 epochs with
-        fixed scales, and stayed at 92-95 % with per-epoch calibration)."""
+        fixed scales, and stayed at 92-94.5 % with per-epoch calibration)."""
         key = [self.seed] + [b for pair in policy for b in pair]
         rng = np.random.default_rng(key)
         xs = torch.from_numpy(np.ascontiguousarray(self.data.train_x, np.float32))
