@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -121,16 +122,15 @@ def test_nll_reward_metric_drives_reward_and_sensitivities(capsys, tmp_path):
     graph = load_search_model("digits_cnn")
     ev = PolicyEvaluator(graph, load_device(str(device)), quantizable_layers(graph),
                          digits_search_data(image_size(graph)), finetune_epochs=0)
-    # independent NLL of the float model and of the int8 reference policy (float64, by hand)
-    import numpy as np
-
     from hwsim.emulate.float_reference import run_float
 
+    # the float model's NLL computed here by hand (float64 softmax), apart from haq_accuracy
     data = ev.data
     logits = np.asarray(run_float(graph, data.val_x)[graph.outputs[0]], np.float64)
     p = np.exp(logits - logits.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     fp_nll = float(-np.mean(np.log(p[np.arange(len(data.val_y)), data.val_y])))
+    # the sensitivities' reference is the int8 policy's NLL (plumbing: same evaluator)
     assert res["sensitivity"]["reference_val_negative_nll"] == pytest.approx(
         -ev.evaluate([(8, 8)] * 5, "val")[1], abs=1e-12)
     with (out_dir / "episodes.csv").open() as fh:
