@@ -8,14 +8,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.optimize import lsq_linear
 from sklearn.linear_model import Ridge
 
 from hwsim.errors import PredictorError
 from hwsim.latency import arch_encoding as ae
 from hwsim.latency.arch_predictor import (
+    CrossValidatedLatencyPredictor,
     FewShotLatencyPredictor,
     SourceRidgePredictor,
     SourceTable,
+    _fit_nonneg_additive,
     _loo_ridge,
 )
 from hwsim.latency.metrics import latency_metrics
@@ -114,6 +117,58 @@ def test_bad_training_input_and_hyper_parameters_are_rejected():
         SourceTable.from_archs("nb201", [archs[0], archs[0]], np.ones((2, 1)), ["d"])
 
 
+def test_target_mixing_sources_and_own_op_costs_is_recovered_by_the_additive_model():
+    archs, _, table = synthetic_space()
+    codes = ae.nb201_codes(archs)
+    conv3 = (codes == 3).sum(axis=1)
+    mix = 0.7 * table.latency_ms[:, 0] + 0.2 * table.latency_ms[:, 2]
+    for y, chosen in ((mix, "additive:sources"),
+                      (mix + 0.9 * conv3 + 0.4, "additive:sources+counts")):
+        model = CrossValidatedLatencyPredictor(space="nb201").fit(archs[:80], y[:80],
+                                                                  source=table)
+        assert model.selection_["chosen"] == chosen  # simplest exact candidate (1-SE rule)
+        assert model.selection_["n_folds"] == 10
+        np.testing.assert_allclose(model.predict(archs[80:]), y[80:], rtol=1e-6)
+        assert all(c.penalty == 0.0 or chosen == "additive:sources"
+                   for c in model.components_)
+
+
+def test_nonneg_additive_fit_equals_bounded_least_squares_of_scipy():
+    rng = np.random.default_rng(4)
+    src = rng.uniform(1, 5, size=(40, 3))
+    arch = rng.integers(0, 4, size=(40, 5)).astype(float)
+    y = src @ [0.5, 0.0, 0.3] + arch @ [0.2, 0.0, 0.7, 0.1, 0.0] + 0.3
+    y *= np.exp(0.05 * rng.standard_normal(40))
+    for penalty in (0.0, 0.5):
+        model = _fit_nonneg_additive(src, arch, np.arange(5), y, penalty)
+        x = np.column_stack([np.ones(40), src, arch]) / y[:, None]
+        rhs = np.ones(40)
+        if penalty:
+            sd = x[:, 4:].std(axis=0)
+            pen = np.column_stack([np.zeros((5, 4)), np.diag(np.sqrt(penalty * 40) * sd)])
+            x = np.vstack([x, pen])
+            rhs = np.r_[rhs, np.zeros(5)]
+        ref = lsq_linear(x, rhs, bounds=(0, np.inf), tol=1e-14, method="bvls").x
+        got = np.r_[model.intercept, model.source_coef, model.arch_coef]
+        np.testing.assert_allclose(got, ref, atol=1e-8)
+        assert np.all(got >= 0)
+
+
+def test_cross_validation_is_leave_one_out_for_few_rows_and_deterministic():
+    archs, y, table = synthetic_space(noise=0.03)
+    a = CrossValidatedLatencyPredictor(space="nb201").fit(archs[:12], y[:12], source=table)
+    b = CrossValidatedLatencyPredictor(space="nb201").fit(archs[:12], y[:12], source=table)
+    assert a.selection_["n_folds"] == 12
+    assert a.selection_ == b.selection_
+    np.testing.assert_array_equal(a.predict(archs), b.predict(archs))
+    names = [c["name"] for c in a.selection_["candidates"]]
+    assert names[0] == "additive:sources" and names[-1] == "log_blend"
+    with pytest.raises(PredictorError, match="penalties values must be finite and >= 0"):
+        CrossValidatedLatencyPredictor(penalties=(-1.0,)).fit(archs[:12], y[:12], source=table)
+    with pytest.raises(PredictorError, match="n_folds must be an integer >= 2"):
+        CrossValidatedLatencyPredictor(n_folds=1).fit(archs[:12], y[:12], source=table)
+
+
 @pytest.mark.skipif(not (DATA / "nb201.csv").exists(),
                     reason=f"measured latency data not found at {DATA}")
 def test_few_shot_beats_ridge_baseline_on_a_lodo_slice_of_nb201():
@@ -135,3 +190,27 @@ def test_few_shot_beats_ridge_baseline_on_a_lodo_slice_of_nb201():
                 scores[name].append(latency_metrics(y[test], pred).spearman)
     assert np.mean(scores["fewshot"]) > np.mean(scores["ridge"]) + 0.005
     assert min(scores["fewshot"]) > 0.9
+
+
+@pytest.mark.skipif(not (DATA / "nb201.csv").exists(),
+                    reason=f"measured latency data not found at {DATA}")
+def test_cv_select_beats_ridge_baseline_with_ten_architectures_on_nb201():
+    """Every NB201 device in turn as the new one, N = 10, the draws of the benchmark."""
+    frame = pd.read_csv(DATA / "nb201.csv")
+    archs = frame["arch_str"].tolist()
+    devices = [c for c in frame.columns if c not in ("arch_idx", "arch_str")]
+    scores = {"ridge": [], "cv_select": []}
+    for target in devices:
+        sources = [d for d in devices if d != target]
+        table = SourceTable.from_archs("nb201", archs, frame[sources].to_numpy(), sources)
+        y = frame[target].to_numpy()
+        for seed in (0, 1, 2):
+            train = np.random.default_rng([seed, 10]).choice(len(archs), 10, replace=False)
+            test = np.setdiff1d(np.arange(len(archs)), train)
+            for name, cls in (("ridge", SourceRidgePredictor),
+                              ("cv_select", CrossValidatedLatencyPredictor)):
+                model = cls(space="nb201").fit([archs[i] for i in train], y[train], source=table)
+                pred = model.predict([archs[i] for i in test])
+                scores[name].append(latency_metrics(y[test], pred).spearman)
+    assert np.mean(scores["cv_select"]) > np.mean(scores["ridge"]) + 0.01
+    assert min(scores["cv_select"]) > min(scores["ridge"])

@@ -47,6 +47,7 @@ def test_fit_predict_writes_arch_columns_and_latency_ms(files, capsys):
     assert _fit(p) == 0
     out = capsys.readouterr().out
     assert "on 40 architectures of 'new_dev'" in out and "gpu_1, cpu_1, phone_1" in out
+    assert "chosen by 10-fold cross-validation (one-standard-error rule)" in out  # default kind
     assert main(["predictor", "predict", "--model", str(p["model"]), "--archs", str(p["archs"]),
                  "--out", str(p["pred"])]) == 0
     pred = pd.read_csv(p["pred"])

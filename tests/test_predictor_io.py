@@ -12,7 +12,12 @@ import pytest
 
 from hwsim.errors import PredictorError
 from hwsim.latency import arch_encoding as ae
-from hwsim.latency.arch_predictor import FewShotLatencyPredictor, SourceRidgePredictor, SourceTable
+from hwsim.latency.arch_predictor import (
+    CrossValidatedLatencyPredictor,
+    FewShotLatencyPredictor,
+    SourceRidgePredictor,
+    SourceTable,
+)
 from hwsim.latency.predictor_io import FORMAT_VERSION, _digest, load_predictor, save_predictor
 
 ALL_NB201 = [ae.format_nb201(c) for c in itertools.product(range(5), repeat=6)]
@@ -36,7 +41,9 @@ def _fitted(cls=FewShotLatencyPredictor, space="nb201"):
 
 @pytest.mark.parametrize("cls, space", [(FewShotLatencyPredictor, "nb201"),
                                         (SourceRidgePredictor, "nb201"),
-                                        (FewShotLatencyPredictor, "fbnet")])
+                                        (FewShotLatencyPredictor, "fbnet"),
+                                        (CrossValidatedLatencyPredictor, "nb201"),
+                                        (CrossValidatedLatencyPredictor, "fbnet")])
 def test_fresh_process_load_gives_bit_identical_predictions(tmp_path, cls, space):
     model, archs = _fitted(cls, space)
     path = save_predictor(tmp_path / "m.json", model, target_column="dev_t")
@@ -117,3 +124,42 @@ def test_newer_format_unknown_kind_and_inconsistent_arrays_are_rejected(tmp_path
         load_predictor(path)
     with pytest.raises(PredictorError, match="does not exist"):
         load_predictor(tmp_path / "absent.json")
+
+
+def test_cv_select_file_keeps_the_selection_and_checks_additive_coefficients(tmp_path):
+    model, archs = _fitted(CrossValidatedLatencyPredictor)
+    path = save_predictor(tmp_path / "m.json", model, target_column="dev_t")
+    doc = json.loads(path.read_text())
+    fitted = doc["payload"]["fitted"]
+    assert fitted["selection"]["chosen"].startswith("additive:")  # additive synthetic data
+    assert [c["type"] for c in fitted["components"]] == ["nonneg_additive"]
+    loaded = load_predictor(path)
+    assert loaded.selection_ == model.selection_
+
+    def write(d):
+        d = json.loads(json.dumps(d))
+        d["sha256"] = _digest(d["payload"])
+        path.write_text(json.dumps(d))
+
+    negative = json.loads(json.dumps(doc))
+    negative["payload"]["fitted"]["components"][0]["intercept"] = -1.0
+    write(negative)
+    with pytest.raises(PredictorError, match="negative coefficient"):
+        load_predictor(path)
+    bad_cols = json.loads(json.dumps(doc))
+    bad_cols["payload"]["fitted"]["components"][0]["arch_columns"] = [10 ** 6] * len(
+        doc["payload"]["fitted"]["components"][0]["arch_coef"])
+    write(bad_cols)
+    with pytest.raises(PredictorError, match="arch_columns must be distinct feature indices"):
+        load_predictor(path)
+
+
+def test_component_without_type_field_loads_as_log_linear(tmp_path):
+    model, archs = _fitted()
+    path = save_predictor(tmp_path / "m.json", model, target_column="dev_t")
+    doc = json.loads(path.read_text())
+    for c in doc["payload"]["fitted"]["components"]:
+        del c["type"]  # the layout of files written before cv_select
+    doc["sha256"] = _digest(doc["payload"])
+    path.write_text(json.dumps(doc))
+    np.testing.assert_array_equal(load_predictor(path).predict(archs), model.predict(archs))

@@ -289,7 +289,14 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     print(f"fitted {args.kind} ({space}) on {predictor.n_train_} architectures of "
           f"{args.target!r} ({predictor.n_dropped_degenerate_} degenerate rows dropped)")
     print(f"source devices: {', '.join(predictor.source_devices_) or '(none)'}")
-    print(f"leave-one-out on training rows: spearman {cv.spearman:.4f}, "
+    selection = getattr(predictor, "selection_", None)
+    if selection is not None:
+        penalty = (f" (penalty {selection['chosen_penalty']:g})"
+                   if selection["chosen"].startswith("additive:sources+") else "")
+        print(f"chosen by {selection['n_folds']}-fold cross-validation (one-standard-error "
+              f"rule): {selection['chosen']}{penalty}")
+    how = "cross-validated" if selection is not None else "leave-one-out"
+    print(f"{how} on training rows: spearman {cv.spearman:.4f}, "
           f"+-10% accuracy {100 * cv.acc10:.1f}%, RMSPE {cv.rmspe_pct:.2f}%")
     print(f"wrote {args.out}")
     return 0
@@ -367,8 +374,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--source-devices",
                      help="comma-separated source columns (default: every column of --source "
                           "except architecture columns, arch_idx and the target)")
-    fit.add_argument("--kind", choices=sorted(ESTIMATORS), default="few_shot_blend",
-                     help="estimator (default few_shot_blend; source_ridge is the baseline)")
+    fit.add_argument("--kind", choices=sorted(ESTIMATORS), default="cv_select",
+                     help="estimator (default cv_select: non-negative additive models or the "
+                          "log-linear few_shot_blend, chosen by cross-validation; source_ridge "
+                          "is the baseline)")
     fit.add_argument("--out", required=True, help="model file to write (JSON)")
     fit.add_argument("--seed", type=int, default=0, help="kernels: random seed")
     fit.add_argument("--adaptive-rounds", type=int, default=0,

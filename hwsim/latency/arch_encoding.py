@@ -326,6 +326,28 @@ def feature_names(space: str) -> list[str]:
     return nb201_feature_names() if check_space(space) == "nb201" else fbnet_feature_names()
 
 
+# Non-negative cost features for additive latency models, by name prefix: "counts" are the
+# per-op counts of the whole network, "positions" the one-hot op choice per searchable position
+# (and, for FBNet, that position's MACs and parameters). Each is a quantity whose latency cost
+# on any device is >= 0, so an additive model may weight it with a non-negative coefficient.
+_ADDITIVE_PREFIXES: dict[str, dict[str, tuple[str, ...]]] = {
+    "nb201": {"counts": ("count_", "live_count_"), "positions": ("edge",)},
+    "fbnet": {"counts": ("count_",), "positions": ("layer",)},
+}
+
+
+def additive_feature_columns(space: str, block: str) -> np.ndarray:
+    """Column indices of ``space``'s features in additive block ``block`` (``counts`` or
+    ``positions``); every such feature is >= 0 and costs >= 0 ms per unit on any device."""
+    prefixes = _ADDITIVE_PREFIXES[check_space(space)]
+    if block not in prefixes:
+        raise LatencyError(f"unknown additive feature block {block!r}; allowed: "
+                           f"{', '.join(prefixes)}")
+    names = feature_names(space)
+    return np.array([i for i, name in enumerate(names) if name.startswith(prefixes[block])],
+                    dtype=np.int64)
+
+
 def arch_codes(space: str, archs: np.ndarray | list) -> np.ndarray:
     """Validated (n, positions) int64 op indices: NB201 from arch strings (n, 6), FBNet from an
     (n, 22) array of op indices."""

@@ -5,17 +5,23 @@ File layout (``FORMAT_VERSION`` 1)::
     {"format": "hwsim-latency-predictor", "format_version": 1,
      "sha256": "<hex digest of the canonical payload>",
      "payload": {
-        "kind": "few_shot_blend" | "source_ridge",
+        "kind": "cv_select" | "few_shot_blend" | "source_ridge",
         "feature_definition": {"space", "encoder_version", "arch_columns", "feature_names"},
         "hyper_parameters": {...},           # the estimator's __init__ arguments
-        "fitted": {"components": [{"uses_source", "uses_arch", "mean", "scale", "coef",
-                                   "intercept", "alpha", "arch_weight"}, ...],
-                   "weights": [...], "train_keys": [...], "n_train", "n_dropped_degenerate"},
+        "fitted": {"components": [{"type": "log_linear", "uses_source", "uses_arch", "mean",
+                                   "scale", "coef", "intercept", "alpha", "arch_weight"}
+                                  | {"type": "nonneg_additive", "source_coef", "arch_columns",
+                                     "arch_coef", "intercept", "penalty"}, ...],
+                   "weights": [...], "train_keys": [...], "n_train", "n_dropped_degenerate",
+                   "selection": {...}},             # cv_select only: chosen model, CV table
         "source_table": null | {"devices": [...], "keys": [...], "latency_ms": [[...], ...]},
         "training_summary": {"n_rows", "n_dropped_degenerate", "target_column",
                              "source_columns", "created_utc", "versions", ...},
-        "metrics": {"cv_loo": {...}}        # leave-one-out metrics on the training rows
+        "metrics": {"cv_loo": {...}}        # cross-validated metrics on the training rows
+                                            # (exact LOO; cv_select: its LOO / K-fold CV)
      }}
+
+A component without ``type`` is ``log_linear`` (files written before ``cv_select`` existed).
 
 The checksum is SHA-256 of ``json.dumps(payload, sort_keys=True, separators=(",", ":"))``; JSON
 floats are written with Python's shortest round-trip repr, so a load re-serialises to the same
@@ -57,7 +63,12 @@ import scipy
 from hwsim.errors import PredictorError
 from hwsim.latency import arch_encoding
 from hwsim.latency import kernel_predictor as kp
-from hwsim.latency.arch_predictor import ESTIMATORS, LogLinearModel, SourceTable
+from hwsim.latency.arch_predictor import (
+    ESTIMATORS,
+    LogLinearModel,
+    NonNegativeAdditiveModel,
+    SourceTable,
+)
 from hwsim.latency.metrics import LatencyMetrics
 
 FORMAT_NAME = "hwsim-latency-predictor"
@@ -78,6 +89,18 @@ def _floats(values: np.ndarray) -> list:
 # ----------------------------------------------------------------------------------------------
 
 
+def _component_to_state(c: Any) -> dict[str, Any]:
+    if isinstance(c, NonNegativeAdditiveModel):
+        return {"type": "nonneg_additive", "source_coef": _floats(c.source_coef),
+                "arch_columns": [int(i) for i in c.arch_columns],
+                "arch_coef": _floats(c.arch_coef), "intercept": float(c.intercept),
+                "penalty": float(c.penalty)}
+    return {"type": "log_linear", "uses_source": c.uses_source, "uses_arch": c.uses_arch,
+            "mean": _floats(c.mean), "scale": _floats(c.scale), "coef": _floats(c.coef),
+            "intercept": float(c.intercept), "alpha": float(c.alpha),
+            "arch_weight": float(c.arch_weight)}
+
+
 def _arch_to_state(predictor: Any) -> dict[str, Any]:
     space = predictor.space
     params = predictor.get_params()
@@ -92,15 +115,12 @@ def _arch_to_state(predictor: Any) -> dict[str, Any]:
         },
         "hyper_parameters": hyper,
         "fitted": {
-            "components": [{
-                "uses_source": c.uses_source, "uses_arch": c.uses_arch,
-                "mean": _floats(c.mean), "scale": _floats(c.scale), "coef": _floats(c.coef),
-                "intercept": float(c.intercept), "alpha": float(c.alpha),
-                "arch_weight": float(c.arch_weight)} for c in predictor.components_],
+            "components": [_component_to_state(c) for c in predictor.components_],
             "weights": [float(w) for w in predictor.weights_],
             "train_keys": list(predictor.train_keys_),
             "n_train": predictor.n_train_,
             "n_dropped_degenerate": predictor.n_dropped_degenerate_,
+            **({"selection": predictor.selection_} if hasattr(predictor, "selection_") else {}),
         },
         "source_table": None if table is None else {
             "devices": list(table.devices), "keys": [str(k) for k in table.keys],
@@ -174,24 +194,8 @@ def _arch_from_state(kind: str, payload: dict[str, Any]) -> Any:
         table = SourceTable(space, devices, keys, lat)
     n_src = 0 if table is None else len(table.devices)
     n_feat = len(names)
-    components = []
-    for i, c in enumerate(_field(fitted, "components", list, "fitted")):
-        where = f"fitted.components[{i}]"
-        uses_source = _field(c, "uses_source", bool, where)
-        uses_arch = _field(c, "uses_arch", bool, where)
-        mean, scale, coef = (_array(c, k, where) for k in ("mean", "scale", "coef"))
-        width = (n_src if uses_source else 0) + (n_feat if uses_arch else 0)
-        if uses_source and table is None:
-            raise PredictorError(f"predictor file: {where} uses source devices but the file "
-                                 "has no source_table")
-        if not (mean.size == scale.size == coef.size == width) or np.any(scale <= 0):
-            raise PredictorError(
-                f"predictor file: {where} arrays must have {width} entries (positive scale), "
-                f"got mean {mean.size}, scale {scale.size}, coef {coef.size}")
-        components.append(LogLinearModel(
-            uses_source, uses_arch, mean, scale, coef,
-            _field(c, "intercept", float, where), _field(c, "alpha", float, where),
-            _field(c, "arch_weight", float, where)))
+    components = [_component_from_state(c, f"fitted.components[{i}]", n_src, n_feat)
+                  for i, c in enumerate(_field(fitted, "components", list, "fitted"))]
     weights = [float(w) for w in _array(fitted, "weights", "fitted")]
     if not components or len(weights) != len(components):
         raise PredictorError(
@@ -208,7 +212,47 @@ def _arch_from_state(kind: str, payload: dict[str, Any]) -> Any:
     predictor.n_train_ = _field(fitted, "n_train", int, "fitted")
     predictor.n_dropped_degenerate_ = _field(fitted, "n_dropped_degenerate", int, "fitted")
     predictor.cv_metrics_ = cv
+    if "selection" in cls._fitted_fields:
+        predictor.selection_ = _field(fitted, "selection", dict, "fitted")
     return predictor
+
+
+def _component_from_state(c: Any, where: str, n_src: int, n_feat: int) -> Any:
+    kind = c.get("type", "log_linear") if isinstance(c, dict) else None
+    if kind == "nonneg_additive":
+        source_coef, arch_coef = (_array(c, k, where) for k in ("source_coef", "arch_coef"))
+        cols = _int_array(c, "arch_columns", where)
+        intercept = _field(c, "intercept", float, where)
+        if source_coef.size not in (0, n_src):
+            raise PredictorError(f"predictor file: {where}.source_coef has {source_coef.size} "
+                                 f"entries for {n_src} source devices")
+        if (cols.size != arch_coef.size or np.any(cols < 0) or np.any(cols >= n_feat)
+                or np.unique(cols).size != cols.size):
+            raise PredictorError(f"predictor file: {where}.arch_columns must be distinct "
+                                 f"feature indices in [0, {n_feat}), one per arch_coef entry")
+        if np.any(source_coef < 0) or np.any(arch_coef < 0) or intercept < 0:
+            raise PredictorError(f"predictor file: {where} has a negative coefficient; the "
+                                 "additive model's coefficients are all >= 0")
+        return NonNegativeAdditiveModel(source_coef, cols, arch_coef, intercept,
+                                        _field(c, "penalty", float, where))
+    if kind != "log_linear":
+        raise PredictorError(f"predictor file: {where}.type {kind!r} unknown (known: "
+                             "log_linear, nonneg_additive)")
+    uses_source = _field(c, "uses_source", bool, where)
+    uses_arch = _field(c, "uses_arch", bool, where)
+    mean, scale, coef = (_array(c, k, where) for k in ("mean", "scale", "coef"))
+    width = (n_src if uses_source else 0) + (n_feat if uses_arch else 0)
+    if uses_source and not n_src:
+        raise PredictorError(f"predictor file: {where} uses source devices but the file "
+                             "has no source_table")
+    if not (mean.size == scale.size == coef.size == width) or np.any(scale <= 0):
+        raise PredictorError(
+            f"predictor file: {where} arrays must have {width} entries (positive scale), "
+            f"got mean {mean.size}, scale {scale.size}, coef {coef.size}")
+    return LogLinearModel(
+        uses_source, uses_arch, mean, scale, coef,
+        _field(c, "intercept", float, where), _field(c, "alpha", float, where),
+        _field(c, "arch_weight", float, where))
 
 
 # ----------------------------------------------------------------------------------------------
