@@ -39,6 +39,13 @@ def _fitted(cls=FewShotLatencyPredictor, space="nb201"):
     return model, archs
 
 
+def _write_with_valid_checksum(path, document):
+    """Write an edited document with a matching checksum: the content checks must catch it."""
+    d = json.loads(json.dumps(document))
+    d["sha256"] = _digest(d["payload"])
+    path.write_text(json.dumps(d))
+
+
 @pytest.mark.parametrize("cls, space", [(FewShotLatencyPredictor, "nb201"),
                                         (SourceRidgePredictor, "nb201"),
                                         (FewShotLatencyPredictor, "fbnet"),
@@ -103,23 +110,18 @@ def test_newer_format_unknown_kind_and_inconsistent_arrays_are_rejected(tmp_path
     path = save_predictor(tmp_path / "m.json", model, target_column="dev_t")
     doc = json.loads(path.read_text())
 
-    def write(d):
-        d = json.loads(json.dumps(d))
-        d["sha256"] = _digest(d["payload"])  # a consistent checksum: content checks must catch it
-        path.write_text(json.dumps(d))
-
     newer = dict(doc, format_version=FORMAT_VERSION + 1)
     path.write_text(json.dumps(newer))
     with pytest.raises(PredictorError, match="reads up to"):
         load_predictor(path)
     bad_kind = json.loads(json.dumps(doc))
     bad_kind["payload"]["kind"] = "pickled_forest"
-    write(bad_kind)
+    _write_with_valid_checksum(path, bad_kind)
     with pytest.raises(PredictorError, match="unknown predictor kind 'pickled_forest'"):
         load_predictor(path)
     short = json.loads(json.dumps(doc))
     short["payload"]["fitted"]["components"][1]["coef"].pop()
-    write(short)
+    _write_with_valid_checksum(path, short)
     with pytest.raises(PredictorError, match=r"components\[1\] arrays must have"):
         load_predictor(path)
     with pytest.raises(PredictorError, match="does not exist"):
@@ -136,20 +138,15 @@ def test_cv_select_file_keeps_the_selection_and_checks_additive_coefficients(tmp
     loaded = load_predictor(path)
     assert loaded.selection_ == model.selection_
 
-    def write(d):
-        d = json.loads(json.dumps(d))
-        d["sha256"] = _digest(d["payload"])
-        path.write_text(json.dumps(d))
-
     negative = json.loads(json.dumps(doc))
     negative["payload"]["fitted"]["components"][0]["intercept"] = -1.0
-    write(negative)
+    _write_with_valid_checksum(path, negative)
     with pytest.raises(PredictorError, match="negative coefficient"):
         load_predictor(path)
     bad_cols = json.loads(json.dumps(doc))
     bad_cols["payload"]["fitted"]["components"][0]["arch_columns"] = [10 ** 6] * len(
         doc["payload"]["fitted"]["components"][0]["arch_coef"])
-    write(bad_cols)
+    _write_with_valid_checksum(path, bad_cols)
     with pytest.raises(PredictorError, match="arch_columns must be distinct feature indices"):
         load_predictor(path)
 
@@ -160,6 +157,5 @@ def test_component_without_type_field_loads_as_log_linear(tmp_path):
     doc = json.loads(path.read_text())
     for c in doc["payload"]["fitted"]["components"]:
         del c["type"]  # the layout of files written before cv_select
-    doc["sha256"] = _digest(doc["payload"])
-    path.write_text(json.dumps(doc))
+    _write_with_valid_checksum(path, doc)
     np.testing.assert_array_equal(load_predictor(path).predict(archs), model.predict(archs))
