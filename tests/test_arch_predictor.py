@@ -162,7 +162,8 @@ def test_cross_validation_is_leave_one_out_for_few_rows_and_deterministic():
     assert a.selection_ == b.selection_
     np.testing.assert_array_equal(a.predict(archs), b.predict(archs))
     names = [c["name"] for c in a.selection_["candidates"]]
-    assert names[0] == "additive:sources" and names[-1] == "log_blend"
+    assert names[0] == "additive:sources" and "log_blend" in names
+    assert names[-1] == "additive:sources+counts+positions x log_blend"
     with pytest.raises(PredictorError, match="penalties values must be finite and >= 0"):
         CrossValidatedLatencyPredictor(penalties=(-1.0,)).fit(archs[:12], y[:12], source=table)
     with pytest.raises(PredictorError, match="n_folds must be an integer >= 2"):
@@ -214,3 +215,22 @@ def test_cv_select_beats_ridge_baseline_with_ten_architectures_on_nb201():
                 scores[name].append(latency_metrics(y[test], pred).spearman)
     assert np.mean(scores["cv_select"]) > np.mean(scores["ridge"]) + 0.01
     assert min(scores["cv_select"]) > min(scores["ridge"])
+
+
+def test_blend_candidate_cv_error_equals_brute_force_leave_one_out():
+    archs, y, table = synthetic_space(noise=0.05)
+    archs, y = archs[:12], y[:12]
+    model = CrossValidatedLatencyPredictor(space="nb201").fit(archs, y, source=table)
+    cv = {(c["name"], c["penalty"]): c["cv_mse_log"] for c in model.selection_["candidates"]}
+    src = table.lookup(ae.arch_keys("nb201", archs))
+    errs = []
+    for i in range(12):
+        rest = np.delete(np.arange(12), i)
+        add = _fit_nonneg_additive(src[rest], None, np.zeros(0, dtype=np.int64), y[rest], 0.0)
+        pred_add = np.log(add.intercept + src[i] @ add.source_coef)
+        log = FewShotLatencyPredictor(space="nb201").fit([archs[j] for j in rest], y[rest],
+                                                          source=table)
+        pred_log = log.predict_log([archs[i]])[0]
+        errs.append(0.5 * (pred_add + pred_log) - np.log(y[i]))
+    assert cv[("additive:sources x log_blend", 0.0)] == pytest.approx(np.mean(np.square(errs)),
+                                                                      rel=1e-9)

@@ -20,9 +20,10 @@ Three estimators:
 - :class:`CrossValidatedLatencyPredictor` (the CLI's default) -- chooses by cross-validation
   between :class:`NonNegativeAdditiveModel` s (latency in ms = non-negative mix of the source
   devices' latencies + non-negative costs of op counts / per-position op choices, optionally
-  ridge-penalised) and the log-linear blend above. The non-negative additive form is the
-  physical prior that a network's latency is a sum of per-op costs >= 0; with 10 rows it
-  constrains the fit far more than ridge's shrinkage towards zero.
+  ridge-penalised), the log-linear blend above, and geometric means of the two. The
+  non-negative additive form is the physical prior that a network's latency is a sum of
+  per-op costs >= 0; with 10 rows it constrains the fit far more than ridge's shrinkage
+  towards zero.
 
 Alternatives measured during development on ``../shared/data/latency`` (leave-one-device-out,
 2-3 draws; not part of ``tools/bench_arch_predictor.py``) that did not beat these: principal
@@ -516,6 +517,7 @@ class _Candidate:
     name: str
     penalty: float
     blocks: tuple[str, ...]  # additive feature blocks; ("log_blend",) for the log-linear blend
+    with_log_blend: bool = False  # geometric mean of this additive model and the log blend
 
 
 class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
@@ -523,11 +525,14 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
 
     Candidates, simplest first: the additive model on the source devices alone, then with the
     op-count features (``penalties`` from strongest to none), then with op counts and per-position
-    features (same penalties), then :class:`FewShotLatencyPredictor` (log-linear). Each is scored
-    by cross-validated mean squared log error on the training rows (leave-one-out when there are
-    at most ``loo_max_rows`` rows, else ``n_folds`` folds with a fixed shuffle). The choice follows
-    the one-standard-error rule: the simplest candidate whose CV error is within one standard
-    error of the smallest. The chosen candidate is refitted on all training rows.
+    features (same penalties), then :class:`FewShotLatencyPredictor` (log-linear, ridge
+    ``alphas``), then the geometric mean of each additive candidate with that log-linear blend
+    (``"<additive> x log_blend"``; its CV prediction is the mean of the two CV log predictions,
+    same folds). Each is scored by cross-validated mean squared log error on the training rows
+    (leave-one-out when there are at most ``loo_max_rows`` rows, else ``n_folds`` folds with a
+    fixed shuffle). The choice follows the one-standard-error rule: the simplest candidate whose
+    CV error is within one standard error of the smallest. The chosen candidate is refitted on
+    all training rows.
     """
 
     _param_names = ("space", "penalties", "n_folds", "loo_max_rows", "alphas",
@@ -561,11 +566,19 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
             out += [_Candidate(f"additive:sources+{'+'.join(blocks)}", p, blocks)
                     for p in self.penalties]
         out.append(_Candidate("log_blend", 0.0, ("log_blend",)))
+        out += [_Candidate(f"{c.name} x log_blend", c.penalty, c.blocks, True)
+                for c in out[:-1]]
         return out
 
     def _fit_candidate(self, cand: _Candidate, log_source: np.ndarray | None,
                        features: np.ndarray, y_log: np.ndarray
                        ) -> tuple[list[object], list[float]]:
+        if cand.with_log_blend:
+            add, w_add = self._fit_candidate(
+                _Candidate(cand.name, cand.penalty, cand.blocks), log_source, features, y_log)
+            log, w_log = self._fit_candidate(
+                _Candidate("log_blend", 0.0, ("log_blend",)), log_source, features, y_log)
+            return add + log, [0.5 * w for w in w_add + w_log]
         if cand.blocks == ("log_blend",):
             blend = FewShotLatencyPredictor(space=self.space, alphas=self.alphas)
             comps, weights, _ = blend._fit_components(log_source, features, y_log)
@@ -584,15 +597,23 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
         folds = np.random.default_rng(0).permutation(n) % k
         cands = self.candidates()
         cv_log = np.zeros((len(cands), n))
+        base = [c for c, cand in enumerate(cands) if not cand.with_log_blend]
+        log_idx = next(c for c in base if cands[c].blocks == ("log_blend",))
         for fold in range(k):
             test = folds == fold
             train = ~test
             src_tr = None if log_source is None else log_source[train]
             src_te = None if log_source is None else log_source[test]
-            for c, cand in enumerate(cands):
-                comps, weights = self._fit_candidate(cand, src_tr, features[train], y_log[train])
+            for c in base:
+                comps, weights = self._fit_candidate(cands[c], src_tr, features[train],
+                                                     y_log[train])
                 cv_log[c, test] = sum(w * m.predict_log(src_te, features[test])
                                       for w, m in zip(weights, comps, strict=True))
+        for c, cand in enumerate(cands):
+            if cand.with_log_blend:  # same folds: the blend's CV prediction is the mean of logs
+                add = next(b for b in base if cands[b].blocks == cand.blocks
+                           and cands[b].penalty == cand.penalty)
+                cv_log[c] = 0.5 * (cv_log[add] + cv_log[log_idx])
         sq = (cv_log - y_log) ** 2
         mse = sq.mean(axis=1)
         se = sq.std(axis=1, ddof=1) / np.sqrt(n)
