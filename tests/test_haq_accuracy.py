@@ -147,3 +147,26 @@ def test_each_finetune_epoch_trains_under_a_fresh_calibration(digits, monkeypatc
     np.testing.assert_array_equal(np.asarray(wq2[name].scale),
                                   np.asarray(expected.layers_[name].weight_qparams.scale))
     assert not np.array_equal(np.asarray(wq1[name].scale), np.asarray(wq2[name].scale))
+
+
+def test_finetune_does_not_depend_on_the_callers_torch_threads(digits):
+    """Training float sums depend on the thread count, and numba's first parallel launch resets
+    torch's OpenMP thread count; the fine-tune fixes its own count so results do not depend on
+    what ran before in the process."""
+    _, graph, data = digits
+    dev = hwsim.load_device("bismo")
+    layers = quantizable_layers(graph)
+    policy = [(8, 8)] + [(3, 4)] * (len(layers) - 2) + [(8, 8)]
+    old = torch.get_num_threads()
+    weights = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            g = PolicyEvaluator(graph, dev, layers, data, finetune_epochs=1, seed=0
+                                ).finetuned_graph(policy)
+            weights.append(np.concatenate([np.ravel(v) for n in g.nodes
+                                           for v in n.weights.values()]))
+            assert torch.get_num_threads() == threads  # the caller's count is restored
+    finally:
+        torch.set_num_threads(old)
+    np.testing.assert_array_equal(weights[0], weights[1])

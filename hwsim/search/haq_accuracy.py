@@ -12,12 +12,17 @@ momentum 0.9) a fake-quant copy of the graph with the emulator's qparams held fi
 (re-calibrated before every further epoch) and a straight-through estimator
 (``fake_quant_net``), put the fine-tuned weights back into the graph, calibrate again and run
 the emulator: the accuracy is what the device's numerics give.
-Deterministic: the fine-tune's batch order comes from ``seed`` and the policy only.
+Deterministic: the fine-tune's batch order comes from ``seed`` and the policy only, and the
+fine-tune runs on one torch thread whatever the caller's setting. (Float sums in training depend
+on the thread count, and numba's first parallel kernel launch resets torch's OpenMP thread
+count: without the fixed count, a policy's accuracy depended on which evaluations ran before it
+in the process.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,6 +109,20 @@ def _nll(logits: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(lse - z[np.arange(len(y)), y]))
 
 
+FINETUNE_TORCH_THREADS = 1
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block on ``n`` torch threads; the caller's count is restored afterwards."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 class PolicyEvaluator:
     """Accuracy of policies on ``device`` (see module docstring). Accuracies are fractions."""
 
@@ -175,11 +194,12 @@ class PolicyEvaluator:
             opt = torch.optim.SGD(net.parameters(), lr=self.finetune_lr, momentum=0.9)
             net.train()
             order = rng.permutation(len(xs))
-            for start in range(0, len(xs), self.batch_size):
-                idx = torch.from_numpy(order[start:start + self.batch_size])
-                opt.zero_grad()
-                F.cross_entropy(net(xs[idx]), ys[idx]).backward()
-                opt.step()
+            with torch_threads(FINETUNE_TORCH_THREADS):  # set after the emulator's numba calls
+                for start in range(0, len(xs), self.batch_size):
+                    idx = torch.from_numpy(order[start:start + self.batch_size])
+                    opt.zero_grad()
+                    F.cross_entropy(net(xs[idx]), ys[idx]).backward()
+                    opt.step()
             graph = with_weights(self.graph, net.trained_weights())
         return graph
 
@@ -190,7 +210,17 @@ class PolicyEvaluator:
     def evaluate(self, policy: Policy, split: str = "val") -> tuple[float, float]:
         """(top-1 accuracy, mean NLL in nats of the dequantized logits) of ``policy`` on
         ``split`` under the device's numerics, from one run."""
+        logits, y = self._logits(policy, split)
+        return _top1(logits, y), _nll(logits, y)
+
+    def correct(self, policy: Policy, split: str = "test") -> np.ndarray:
+        """Per image of ``split``: whether ``policy``'s top-1 under the device's numerics is
+        the label (bool array; its mean is :meth:`accuracy`). For paired tests between
+        policies on the same images."""
+        logits, y = self._logits(policy, split)
+        return np.argmax(logits.reshape(len(y), -1), axis=1) == y
+
+    def _logits(self, policy: Policy, split: str) -> tuple[np.ndarray, np.ndarray]:
         x, y = self._split(split)
         emu = self.emulator(self.finetuned_graph(policy), policy)
-        logits = emu.run(x).output
-        return _top1(logits, y), _nll(logits, y)
+        return emu.run(x).output, y

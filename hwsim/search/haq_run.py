@@ -46,7 +46,12 @@ from hwsim.errors import BudgetError, GraphError, SearchError
 from hwsim.graph.ir import Graph
 from hwsim.latency.table import write_text_atomic
 from hwsim.quant.device import Device, load_device
-from hwsim.search.haq_accuracy import PolicyEvaluator, SearchData, input_producers
+from hwsim.search.haq_accuracy import (
+    FINETUNE_TORCH_THREADS,
+    PolicyEvaluator,
+    SearchData,
+    input_producers,
+)
 from hwsim.search.haq_baselines import (
     check_budget,
     greedy_policy,
@@ -174,6 +179,8 @@ def evaluator_context(graph: Graph, device: Device, evaluator: PolicyEvaluator) 
                          evaluator.finetune_lr, evaluator.batch_size, evaluator.seed]).encode())
     if evaluator.finetune_epochs > 1:  # multi-epoch fine-tunes re-calibrate every epoch since
         h.update(b"calibration per epoch")  # cache entries of the older procedure no longer match
+    if evaluator.finetune_epochs > 0:  # fine-tunes run on a fixed torch thread count since;
+        h.update(f"torch threads {FINETUNE_TORCH_THREADS}".encode())  # older entries mixed 1/2
     d = evaluator.data
     for arr in (d.train_x, d.train_y, d.val_x, d.val_y, d.test_x, d.test_y, d.calib_x):
         h.update(np.ascontiguousarray(arr).tobytes())
