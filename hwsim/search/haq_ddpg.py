@@ -40,8 +40,6 @@ import json
 import os
 import pickle  # only for the error class torch.load raises on a corrupt file
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +52,7 @@ from torch import nn
 from tqdm import tqdm
 
 from hwsim.errors import SearchError
+from hwsim.search.haq_accuracy import torch_threads
 from hwsim.search.haq_cost import CostTable
 from hwsim.search.haq_env import AccuracySource, HaqEnv, Policy
 
@@ -336,16 +335,6 @@ def _result(episodes: list[HaqEpisode]) -> HaqSearchResult:
                            episodes=list(episodes))
 
 
-@contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def run_haq(evaluator: AccuracySource, costs: CostTable, budget: float, config: DdpgConfig,
             checkpoint: str | Path | None = None, progress: bool = True) -> HaqSearchResult:
     """Search per-layer (weight, activation) bits with HAQ's DDPG under ``budget`` (absolute, in
@@ -353,7 +342,7 @@ def run_haq(evaluator: AccuracySource, costs: CostTable, budget: float, config: 
     split). ``checkpoint``: a file written after every episode; if it exists, the search resumes
     from it (SearchError if it belongs to a different search). ``progress``: a tqdm bar on
     stderr. Same config (seed) and inputs -> same result."""
-    with _one_torch_thread():
+    with torch_threads(1):
         return _run_haq(evaluator, costs, budget, config, checkpoint, progress)
 
 
