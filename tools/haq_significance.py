@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from haq_table import best_uniform  # tools/ is on sys.path when run as a script
 from scipy.stats import binomtest
 
 from hwsim.latency.table import write_text_atomic
@@ -38,8 +39,7 @@ def _policy(entry: dict[str, Any], names: list[str]) -> list[tuple[int, int]]:
 
 def _methods(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
     base = res["baselines"]
-    fits = [(k, v) for k, v in base.items() if k.startswith("uniform-") and v["fits_budget"]]
-    uni_name, uni = max(fits, key=lambda kv: kv[1]["cost"])
+    uni_name, uni = best_uniform(res)
     return {"haq": res, uni_name: uni, "greedy": base["greedy"], "ilp": base["ilp"]}
 
 

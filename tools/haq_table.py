@@ -40,14 +40,14 @@ from hwsim.search.haq_run import run_haq_experiment
 METHODS = ("haq", "uniform", "greedy", "ilp")
 
 
-def _best_uniform(res: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def best_uniform(res: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     fits = [(k, v) for k, v in res["baselines"].items()
             if k.startswith("uniform-") and v["fits_budget"]]
     return max(fits, key=lambda kv: kv[1]["cost"])
 
 
 def _rows(res: dict[str, Any]) -> list[dict[str, Any]]:
-    uname, uni = _best_uniform(res)
+    uname, uni = best_uniform(res)
     entries = {"haq": res, "uniform": uni, "greedy": res["baselines"]["greedy"],
                "ilp": res["baselines"]["ilp"]}
     rows = []

@@ -97,8 +97,12 @@ def layer_precisions(graph: Graph, layers: Sequence[QuantLayer], policy: Policy,
     return {name: (w_prec.get(name), a_prec.get(name)) for name in {**w_prec, **a_prec}}
 
 
+def _correct(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.argmax(logits.reshape(len(y), -1), axis=1) == y
+
+
 def _top1(logits: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(np.argmax(logits.reshape(len(y), -1), axis=1) == y))
+    return float(np.mean(_correct(logits, y)))
 
 
 def _nll(logits: np.ndarray, y: np.ndarray) -> float:
@@ -179,9 +183,9 @@ class PolicyEvaluator:
         quantizers are calibrated afresh on the current weights (and calibration images) and
         held fixed for that epoch, with a fresh SGD state. Holding the first calibration over
         several epochs lets the weights drift from the scales they were trained under, and the
-        re-calibrated device model then loses what the training gained (measured: a 2..8-bit
-        digits_mbv2 policy on bitfusion fell from 91.5 % to 41 % test top-1 over 10 epochs with
-        fixed scales, and stayed at 92-94.5 % with per-epoch calibration)."""
+        re-calibrated device model then loses what the training gained (measured 2026-12-06:
+        a 2..8-bit digits_mbv2 policy on bitfusion fell from 91.5 % to 41 % test top-1 over 10
+        epochs with fixed scales, and stayed at 92-94.5 % with per-epoch calibration)."""
         key = [self.seed] + [b for pair in policy for b in pair]
         rng = np.random.default_rng(key)
         xs = torch.from_numpy(np.ascontiguousarray(self.data.train_x, np.float32))
@@ -217,8 +221,7 @@ class PolicyEvaluator:
         """Per image of ``split``: whether ``policy``'s top-1 under the device's numerics is
         the label (bool array; its mean is :meth:`accuracy`). For paired tests between
         policies on the same images."""
-        logits, y = self._logits(policy, split)
-        return np.argmax(logits.reshape(len(y), -1), axis=1) == y
+        return _correct(*self._logits(policy, split))
 
     def _logits(self, policy: Policy, split: str) -> tuple[np.ndarray, np.ndarray]:
         x, y = self._split(split)

@@ -180,7 +180,7 @@ def evaluator_context(graph: Graph, device: Device, evaluator: PolicyEvaluator) 
     if evaluator.finetune_epochs > 1:  # multi-epoch fine-tunes re-calibrate every epoch since
         h.update(b"calibration per epoch")  # cache entries of the older procedure no longer match
     if evaluator.finetune_epochs > 0:  # fine-tunes run on a fixed torch thread count since;
-        h.update(f"torch threads {FINETUNE_TORCH_THREADS}".encode())  # older entries mixed 1/2
+        h.update(f"torch threads {FINETUNE_TORCH_THREADS}".encode())  # older entries may mix 1/2
     d = evaluator.data
     for arr in (d.train_x, d.train_y, d.val_x, d.val_y, d.test_x, d.test_y, d.calib_x):
         h.update(np.ascontiguousarray(arr).tobytes())
