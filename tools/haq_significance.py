@@ -1,23 +1,32 @@
 """Paired significance of the HAQ comparison: exact McNemar tests on the test images.
 
-Reads the ``result.json`` files of a ``tools/haq_table.py`` output directory, re-runs each
-reported policy (HAQ's, the widest uniform within the budget, greedy, ILP) with the run's own
-evaluator settings (device numerics, data split, fine-tune epochs, seed) to get per-image
-correctness on the test split, checks that the re-run reproduces the stored accuracy, and tests
-HAQ against each baseline: the images where exactly one of the two is right are the discordant
-pairs; under "equally accurate" the split of those is Binomial(n, 1/2) (exact two-sided
-McNemar test, ``scipy.stats.binomtest``). With ``--final`` the same after the run's final
-fine-tune (``final_finetune_epochs``).
+Reads either a ``tools/haq_table.py`` output directory (its ``result.json`` files) or the
+``table.csv`` it writes (as kept in ``results/haq/``), re-runs each reported policy (HAQ's, the
+widest uniform within the budget, greedy, ILP) with the run's own evaluator settings (device
+numerics, data split, fine-tune epochs, seed) to get per-image correctness on the test split,
+checks that the re-run reproduces the stored accuracy, and tests HAQ against each baseline: the
+images where exactly one of the two is right are the discordant pairs; under "equally accurate"
+the split of those is Binomial(n, 1/2) (exact two-sided McNemar test,
+``scipy.stats.binomtest``). With ``--final`` the same after the run's final fine-tune
+(``final_finetune_epochs``).
 
     python tools/haq_significance.py OUT_DIR [--final] [--out significance.md]
+    python tools/haq_significance.py results/haq/top1-latency.csv --finetune-epochs 1 \\
+        --final-finetune-epochs 10 --seed 0 [--final]
+
+A CSV written before ``haq_table.py`` recorded ``finetune_epochs``, ``final_finetune_epochs``
+and ``seed`` as columns needs them as options (its ``.md`` states them); a CSV that has the
+columns refuses options that disagree with them.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,69 +40,156 @@ from hwsim.search.haq_accuracy import PolicyEvaluator
 from hwsim.search.haq_cost import quantizable_layers
 from hwsim.search.haq_run import digits_search_data, image_size, load_search_model
 
-
-def _policy(entry: dict[str, Any], names: list[str]) -> list[tuple[int, int]]:
-    pol = entry["policy"]
-    return [(int(pol[n]["weight_bits"]), int(pol[n]["activation_bits"])) for n in names]
+SETTINGS = ("finetune_epochs", "final_finetune_epochs", "seed")
 
 
-def _methods(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    base = res["baselines"]
-    uni_name, uni = best_uniform(res)
-    return {"haq": res, uni_name: uni, "greedy": base["greedy"], "ilp": base["ilp"]}
+def _bits(entry: dict[str, Any]) -> list[tuple[int, int]]:
+    return [(int(p["weight_bits"]), int(p["activation_bits"]))
+            for p in entry["policy"].values()]
 
 
-def cell_tests(path: Path, final: bool) -> list[dict[str, Any]]:
-    res = json.loads(path.read_text())
-    graph = load_search_model(res["model"])
+def cells_from_run_dir(run_dir: Path) -> list[dict[str, Any]]:
+    """One cell per ``result.json``: settings and, per method (HAQ first), policy, accuracies."""
+    cells = []
+    for path in sorted(run_dir.glob("**/result.json")):
+        res = json.loads(path.read_text())
+        base = res["baselines"]
+        uni_name, uni = best_uniform(res)
+        entries = {"haq": res, uni_name: uni, "greedy": base["greedy"], "ilp": base["ilp"]}
+        cells.append({
+            "where": str(path), "model": res["model"], "device": res["device"],
+            "budget": float(res["budget_fraction"]),
+            **{k: int(res[k]) for k in SETTINGS},
+            "methods": {name: {"policy": _bits(e), "accuracy": float(e["accuracy"]),
+                               "final_accuracy": (float(e["final_finetune"]["accuracy"])
+                                                  if "final_finetune" in e else None)}
+                        for name, e in entries.items()}})
+    return cells
+
+
+def _parse_policy(text: str, where: str) -> list[tuple[int, int]]:
+    out = []
+    for item in text.split():
+        w, sep, a = item.partition("/")
+        if not sep or not w.isdigit() or not a.isdigit():
+            raise SystemExit(f"{where}: policy_w/a item {item!r} is not W/A bits")
+        out.append((int(w), int(a)))
+    return out
+
+
+def cells_from_csv(path: Path, options: dict[str, int | None]) -> list[dict[str, Any]]:
+    """Cells from a ``haq_table.py`` CSV; settings from its columns or from ``options``."""
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise SystemExit(f"{path}: no rows")
+    need = {"model", "device", "budget", "method", "test_accuracy", "final_test_accuracy",
+            "policy_w/a"}
+    missing = need - set(rows[0])
+    if missing:
+        raise SystemExit(f"{path}: missing columns {sorted(missing)}")
+    settings: dict[str, int] = {}
+    for key in SETTINGS:
+        if key in rows[0]:
+            values = {int(r[key]) for r in rows}
+            if len(values) != 1:
+                raise SystemExit(f"{path}: column {key} varies between rows {sorted(values)}")
+            value = values.pop()
+            if options[key] is not None and options[key] != value:
+                raise SystemExit(f"{path}: column {key} is {value}, --{key.replace('_', '-')} "
+                                 f"says {options[key]}")
+            settings[key] = value
+        elif options[key] is None:
+            raise SystemExit(f"{path}: no column {key}; give --{key.replace('_', '-')} "
+                             "(the run's .md states it)")
+        else:
+            settings[key] = int(options[key])
+    cells: dict[tuple[str, str, float], dict[str, Any]] = {}
+    for i, r in enumerate(rows, 2):
+        key = (r["model"], r["device"], float(r["budget"]))
+        cell = cells.setdefault(key, {"where": f"{path} {r['model']} {r['device']} "
+                                               f"{r['budget']}",
+                                      "model": key[0], "device": key[1], "budget": key[2],
+                                      **settings, "methods": {}})
+        if r["method"] in cell["methods"]:
+            raise SystemExit(f"{path} line {i}: method {r['method']} repeated in the cell")
+        final = float(r["final_test_accuracy"])
+        cell["methods"][r["method"]] = {
+            "policy": _parse_policy(r["policy_w/a"], f"{path} line {i}"),
+            "accuracy": float(r["test_accuracy"]),
+            "final_accuracy": None if np.isnan(final) else final}
+    for cell in cells.values():
+        if next(iter(cell["methods"]), None) != "haq":
+            raise SystemExit(f"{cell['where']}: the cell's first method must be haq")
+    return list(cells.values())
+
+
+def cell_tests(cell: dict[str, Any], final: bool) -> list[dict[str, Any]]:
+    """Re-run the cell's policies, check the stored accuracies, McNemar-test HAQ vs each."""
+    graph = load_search_model(cell["model"])
     layers = quantizable_layers(graph)
-    names = [q.name for q in layers]
-    epochs = res["final_finetune_epochs"] if final else res["finetune_epochs"]
+    epochs = cell["final_finetune_epochs"] if final else cell["finetune_epochs"]
     if final and not epochs:
-        raise SystemExit(f"{path}: the run has no final fine-tune")
-    ev = PolicyEvaluator(graph, load_device(res["device"]), layers,
+        raise SystemExit(f"{cell['where']}: the run has no final fine-tune")
+    ev = PolicyEvaluator(graph, load_device(cell["device"]), layers,
                          digits_search_data(image_size(graph)), finetune_epochs=epochs,
-                         seed=res["seed"])
-    methods = _methods(res)
+                         seed=cell["seed"])
+    methods = cell["methods"]
     correct = {}
     for name, entry in methods.items():
-        correct[name] = ev.correct(_policy(entry, names), "test")
-        stored = entry["final_finetune"]["accuracy"] if final else entry["accuracy"]
-        if abs(correct[name].mean() - stored) > 1e-12:
-            raise SystemExit(f"{path}: {name} re-run gives test accuracy "
-                             f"{correct[name].mean():.4f}, result.json has {stored:.4f}")
+        if len(entry["policy"]) != len(layers):
+            raise SystemExit(f"{cell['where']}: {name} policy has {len(entry['policy'])} "
+                             f"layers, {cell['model']} has {len(layers)}")
+        correct[name] = ev.correct(entry["policy"], "test")
+        stored = entry["final_accuracy"] if final else entry["accuracy"]
+        if stored is None or abs(correct[name].mean() - stored) > 1e-12:
+            raise SystemExit(f"{cell['where']}: {name} re-run gives test accuracy "
+                             f"{correct[name].mean():.4f}, the stored one is {stored}")
     rows = []
     for name in list(methods)[1:]:
         haq_only = int(np.sum(correct["haq"] & ~correct[name]))
         other_only = int(np.sum(~correct["haq"] & correct[name]))
         n = haq_only + other_only
         p = binomtest(haq_only, n, 0.5).pvalue if n else 1.0
-        rows.append({"model": res["model"], "device": res["device"],
-                     "budget": res["budget_fraction"], "baseline": name,
+        rows.append({"model": cell["model"], "device": cell["device"],
+                     "budget": cell["budget"], "baseline": name,
                      "haq_acc": float(correct["haq"].mean()),
                      "baseline_acc": float(correct[name].mean()),
                      "haq_only": haq_only, "baseline_only": other_only, "p": float(p)})
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("run", type=Path, help="haq_table.py output directory, or its table CSV")
     ap.add_argument("--final", action="store_true", help="after the final fine-tune")
     ap.add_argument("--out", type=Path)
+    for key in SETTINGS:
+        ap.add_argument("--" + key.replace("_", "-"), type=int, default=None,
+                        help="for a CSV without this column")
     args = ap.parse_args(argv)
-    paths = sorted(args.run_dir.glob("**/result.json"))
-    if not paths:
-        print(f"no result.json under {args.run_dir}", file=sys.stderr)
+    if args.run.is_dir():
+        cells = cells_from_run_dir(args.run)
+    elif args.run.suffix == ".csv" and args.run.is_file():
+        cells = cells_from_csv(args.run, {k: getattr(args, k) for k in SETTINGS})
+    else:
+        print(f"{args.run}: neither a haq_table.py output directory nor a .csv file",
+              file=sys.stderr)
+        return 2
+    if not cells:
+        print(f"no result.json under {args.run}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
     rows = []
-    for i, path in enumerate(paths, 1):
-        rows += cell_tests(path, args.final)
-        print(f"[{i}/{len(paths)}] {path.parent}", file=sys.stderr)
-    split = "test after the final fine-tune" if args.final else "test"
-    lines = [f"# HAQ vs each baseline: exact McNemar tests on the {split} images",
-             "", f"Run: `{args.run_dir}`; {len(paths)} cells; re-run accuracies equal the "
+    for i, cell in enumerate(cells, 1):
+        rows += cell_tests(cell, args.final)
+        print(f"[{i}/{len(cells)}] {cell['where']}", file=sys.stderr, flush=True)
+    split = "test images after the final fine-tune" if args.final else "test images"
+    lines = [f"# HAQ vs each baseline: exact McNemar tests on the {split}",
+             "", f"Run: `{args.run}`; {len(cells)} cells; fine-tune epochs "
+             f"{cells[0]['finetune_epochs']}, final fine-tune epochs "
+             f"{cells[0]['final_finetune_epochs']}, seed {cells[0]['seed']}; re-run accuracies "
+             "equal the "
              "stored ones. haq-only / baseline-only: images only that method classifies "
              "correctly; p: exact two-sided binomial test of that split.", "",
              "| model | device | budget | baseline | HAQ acc | baseline acc | HAQ-only | "

@@ -57,7 +57,8 @@ def _rows(res: dict[str, Any]) -> list[dict[str, Any]]:
             "model": res["model"], "device": res["device"], "budget": res["budget_fraction"],
             "method": uname if method == "uniform" else method,
             "metric": res["metric"], "cost_fraction": e["cost_fraction"], "cost": e["cost"],
-            "unit": res["unit"],
+            "unit": res["unit"], "finetune_epochs": res["finetune_epochs"],
+            "final_finetune_epochs": res["final_finetune_epochs"], "seed": res["seed"],
             "fits_budget": e["fits_budget"], "val_accuracy": e["val_accuracy"],
             "test_accuracy": e["accuracy"],
             "final_test_accuracy": (e["final_finetune"]["accuracy"] if "final_finetune" in e
