@@ -43,7 +43,10 @@ from hwsim.search.haq_run import digits_search_data, image_size, load_search_mod
 SETTINGS = ("finetune_epochs", "final_finetune_epochs", "seed")
 
 
-def _bits(entry: dict[str, Any]) -> list[tuple[int, int]]:
+def _bits(entry: dict[str, Any], names: list[str], where: str) -> list[tuple[int, int]]:
+    if list(entry["policy"]) != names:
+        raise SystemExit(f"{where}: policy layers {list(entry['policy'])} differ from HAQ's "
+                         f"{names}")
     return [(int(p["weight_bits"]), int(p["activation_bits"]))
             for p in entry["policy"].values()]
 
@@ -56,11 +59,14 @@ def cells_from_run_dir(run_dir: Path) -> list[dict[str, Any]]:
         base = res["baselines"]
         uni_name, uni = best_uniform(res)
         entries = {"haq": res, uni_name: uni, "greedy": base["greedy"], "ilp": base["ilp"]}
+        names = list(res["policy"])
         cells.append({
             "where": str(path), "model": res["model"], "device": res["device"],
+            "layer_names": names,
             "budget": float(res["budget_fraction"]),
             **{k: int(res[k]) for k in SETTINGS},
-            "methods": {name: {"policy": _bits(e), "accuracy": float(e["accuracy"]),
+            "methods": {name: {"policy": _bits(e, names, str(path)),
+                               "accuracy": float(e["accuracy"]),
                                "final_accuracy": (float(e["final_finetune"]["accuracy"])
                                                   if "final_finetune" in e else None)}
                         for name, e in entries.items()}})
@@ -134,6 +140,10 @@ def cell_tests(cell: dict[str, Any], final: bool) -> list[dict[str, Any]]:
     ev = PolicyEvaluator(graph, load_device(cell["device"]), layers,
                          digits_search_data(image_size(graph)), finetune_epochs=epochs,
                          seed=cell["seed"])
+    names = [q.name for q in layers]
+    if cell.get("layer_names") not in (None, names):
+        raise SystemExit(f"{cell['where']}: policy layers {cell['layer_names']} are not "
+                         f"{cell['model']}'s quantizable layers {names}")
     methods = cell["methods"]
     correct = {}
     for name, entry in methods.items():
@@ -169,6 +179,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="for a CSV without this column")
     args = ap.parse_args(argv)
     if args.run.is_dir():
+        given = [k for k in SETTINGS if getattr(args, k) is not None]
+        if given:
+            print(f"{args.run}: --{given[0].replace('_', '-')} is for a CSV; a run directory's "
+                  "result.json files carry their settings", file=sys.stderr)
+            return 2
         cells = cells_from_run_dir(args.run)
     elif args.run.suffix == ".csv" and args.run.is_file():
         cells = cells_from_csv(args.run, {k: getattr(args, k) for k in SETTINGS})
