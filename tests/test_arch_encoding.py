@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -115,3 +117,37 @@ def test_keys_are_op_digits_for_both_spaces():
     assert ae.arch_keys("fbnet", codes[None, :]).tolist() == ["".join(str(c) for c in codes)]
     with pytest.raises(LatencyError, match="unknown architecture space 'kernels'"):
         ae.encode("kernels", [])
+
+
+def test_additive_minimum_is_exact_on_both_spaces():
+    rng = np.random.default_rng(1)
+    nb_cols = np.concatenate([ae.additive_feature_columns("nb201", b)
+                              for b in ("counts", "positions")])
+    every = [ae.format_nb201(c) for c in itertools.product(range(5), repeat=6)]
+    all_feats = ae.encode("nb201", every)  # brute force over the space, via arch strings
+    for _ in range(3):
+        coef = rng.uniform(-1, 1, nb_cols.size)
+        assert ae.additive_minimum("nb201", nb_cols, coef) == pytest.approx(
+            (all_feats[:, nb_cols] @ coef).min(), abs=1e-12)
+    # FBNet (9^22 architectures): the minimum rests on the additive features being sums of
+    # per-layer terms; check that property on random architectures, then that the per-layer
+    # argmin architecture attains the value returned.
+    fb_cols = np.concatenate([ae.additive_feature_columns("fbnet", b)
+                              for b in ("counts", "positions")])
+    coef = rng.uniform(-1, 1, fb_cols.size)
+
+    def f(codes):
+        return ae.encode_fbnet(np.atleast_2d(codes))[:, fb_cols] @ coef
+
+    base = f(np.zeros(22, dtype=int))[0]
+    delta = np.array([[f(np.eye(22, dtype=int)[i] * k)[0] - base for k in range(9)]
+                      for i in range(22)])
+    archs = rng.integers(0, 9, size=(200, 22))
+    np.testing.assert_allclose(f(archs), base + delta[np.arange(22), archs].sum(axis=1),
+                               rtol=0, atol=1e-9)
+    best = delta.argmin(axis=1)
+    assert ae.additive_minimum("fbnet", fb_cols, coef) == pytest.approx(f(best)[0], abs=1e-9)
+    assert f(archs).min() >= f(best)[0] - 1e-9
+    with pytest.raises(LatencyError, match="not an additive feature"):
+        ae.additive_minimum("fbnet", np.array([ae.feature_names("fbnet").index("total_mmacs")]),
+                            np.ones(1))

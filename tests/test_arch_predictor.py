@@ -234,3 +234,86 @@ def test_blend_candidate_cv_error_equals_brute_force_leave_one_out():
         errs.append(0.5 * (pred_add + pred_log) - np.log(y[i]))
     assert cv[("additive:sources x log_blend", 0.0)] == pytest.approx(np.mean(np.square(errs)),
                                                                       rel=1e-9)
+
+
+def interaction_space(seed: int = 0, n: int = 600):
+    """Like :func:`synthetic_space`, but the target device runs a 3x3 conv on edge 0 followed by
+    one on edge 5 1.8x slower than their additive cost (an op-pair interaction no additive or
+    log-linear model of the encoder's features can express)."""
+    archs, _, table = synthetic_space(seed, n)
+    codes = ae.nb201_codes(archs)
+    rng = np.random.default_rng(seed + 100)
+    costs = rng.uniform(0.2, 3.0, size=5)
+    costs[0] = 0.0
+    y = 2.0 + costs[codes].sum(axis=1)
+    y = y * np.where((codes[:, 0] == 3) & (codes[:, 5] == 3), 1.8, 1.0)
+    return archs, y, table
+
+
+def test_tree_candidate_is_offered_from_tree_min_rows_and_validated():
+    est = CrossValidatedLatencyPredictor(space="nb201", tree_min_rows=50)
+    assert "log_blend + trees" not in [c.name for c in est.candidates(49)]
+    assert est.candidates(50)[-1].name == "log_blend + trees"
+    assert "log_blend + trees" not in [c.name for c in est.candidates()]
+    none = CrossValidatedLatencyPredictor(space="nb201", tree_min_rows=None)
+    assert "log_blend + trees" not in [c.name for c in none.candidates(10 ** 6)]
+    archs, y, table = synthetic_space()
+    for bad in (1, 5, 2.5, True):
+        with pytest.raises(PredictorError, match="tree_min_rows must be None"):
+            CrossValidatedLatencyPredictor(tree_min_rows=bad).fit(archs[:12], y[:12],
+                                                                   source=table)
+
+
+def test_tree_candidate_learns_an_op_interaction_the_other_candidates_cannot():
+    archs, y, table = interaction_space(n=1200)
+    train, test = slice(0, 400), slice(400, None)
+    test_archs = archs[test]
+    with_trees = CrossValidatedLatencyPredictor(space="nb201", tree_min_rows=200).fit(
+        archs[train], y[train], source=table)
+    without = CrossValidatedLatencyPredictor(space="nb201", tree_min_rows=None).fit(
+        archs[train], y[train], source=table)
+    assert with_trees.selection_["chosen"] == "log_blend + trees"
+    pair = (ae.nb201_codes(test_archs)[:, [0, 5]] == 3).all(axis=1)
+    assert pair.sum() > 10
+    lw = np.log(with_trees.predict(test_archs) / y[test])  # log errors
+    lo = np.log(without.predict(test_archs) / y[test])
+    # the interacting architectures are where the trees help; elsewhere they do no harm
+    assert np.median(np.abs(lw[pair])) < 0.7 * np.median(np.abs(lo[pair]))
+    assert np.mean(lw ** 2) < 0.5 * np.mean(lo ** 2)
+    assert np.mean(lw[~pair] ** 2) < 1.1 * np.mean(lo[~pair] ** 2)
+
+
+def test_residual_trees_evaluate_like_scikit_learn_on_the_same_inputs():
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    from hwsim.latency.arch_predictor import DEFAULT_TREE_PARAMS, _fit_residual_trees
+
+    archs, y, table = interaction_space(n=300)
+    feats = ae.encode("nb201", archs)
+    log_src = np.log(table.lookup(ae.arch_keys("nb201", archs)))
+    resid = np.log(y) - np.log(y).mean()
+    model = _fit_residual_trees(log_src, feats, resid, DEFAULT_TREE_PARAMS)
+    ref = GradientBoostingRegressor(random_state=0, **DEFAULT_TREE_PARAMS).fit(
+        np.hstack([feats, log_src]), resid)
+    np.testing.assert_allclose(model.predict_log(log_src, feats),
+                               ref.predict(np.hstack([feats, log_src])), rtol=0, atol=1e-12)
+    with pytest.raises(PredictorError, match="expect 3 source devices, got 0"):
+        model.predict_log(None, feats)
+
+
+def test_additive_model_that_would_predict_zero_ms_somewhere_is_passed_over():
+    """A target whose latency is the cost of its convolutions alone: the exact additive fit has
+    intercept 0 and gives the all-skip architecture 0 ms, so it must not be chosen."""
+    codes = np.array(list(itertools.product(range(5), repeat=6)))
+    n_conv = np.isin(codes, (2, 3)).sum(axis=1)
+    rng = np.random.default_rng(0)
+    pick = rng.choice(np.flatnonzero(n_conv >= 3), 40, replace=False)
+    archs = [ALL_NB201[i] for i in pick]
+    y = (1.0 * (codes[pick] == 2) + 2.5 * (codes[pick] == 3)).sum(axis=1).astype(float)
+    model = CrossValidatedLatencyPredictor(space="nb201").fit(archs, y)
+    rejected = model.selection_["rejected_zero_latency"]
+    assert rejected and all(r["name"].startswith("additive:") for r in rejected)
+    chosen = (model.selection_["chosen"], model.selection_["chosen_penalty"])
+    assert chosen not in {(r["name"], r["penalty"]) for r in rejected}
+    pred = model.predict(ALL_NB201)
+    assert np.all(np.isfinite(pred) & (pred > 0))

@@ -107,3 +107,20 @@ def test_errors_exit_non_zero_with_a_clear_message(files, capsys):
     assert main(["predictor", "predict", "--model", str(p["dir"] / "bad.json"), "--archs",
                  str(p["archs"]), "--out", str(p["pred"])]) == 1
     assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_tree_min_rows_option_reaches_the_model_and_is_validated(files, capsys):
+    p, _ = files
+    assert _fit(p, "--tree-min-rows", "none") == 0
+    assert load_predictor(p["model"]).tree_min_rows is None
+    assert _fit(p, "--tree-min-rows", "20") == 0
+    model = load_predictor(p["model"])
+    assert model.tree_min_rows == 20
+    assert "log_blend + trees" in [c["name"] for c in model.selection_["candidates"]]
+    capsys.readouterr()
+    assert _fit(p, "--tree-min-rows", "lots") == 1
+    assert "--tree-min-rows must be an integer or 'none'" in capsys.readouterr().err
+    assert _fit(p, "--tree-min-rows", "3") == 1
+    assert "tree_min_rows must be None" in capsys.readouterr().err
+    assert _fit(p, "--kind", "source_ridge", "--tree-min-rows", "300") == 1
+    assert "applies to --kind cv_select" in capsys.readouterr().err

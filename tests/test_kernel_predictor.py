@@ -14,6 +14,7 @@ import pytest
 from hwsim.errors import LatencyError, MissingKeyError, PredictorError
 from hwsim.graph.ir import Graph
 from hwsim.latency import kernel_predictor as kp
+from hwsim.latency import tree_ensemble
 from hwsim.latency.fusion import FusionRules
 from hwsim.latency.model_latency import model_latency
 from hwsim.latency.op_cost import op_cost
@@ -65,7 +66,7 @@ def test_tree_evaluation_matches_scikit_learn(data):
     x = np.array([kp.kernel_features(k)[1] for k in keys if k.op == "conv"], dtype=np.float64)
     y_log = np.log(y[[i for i, k in enumerate(keys) if k.op == "conv"]])
     for model in ("random_forest", "gradient_boosting"):
-        ens, est = kp.fit_ensemble(model, SMALL[model], x, y_log, seed=0)
+        ens, est = tree_ensemble.fit_ensemble(model, SMALL[model], x, y_log, seed=0)
         np.testing.assert_allclose(ens.predict_log(x), est.predict(x), rtol=0, atol=1e-12)
 
 
@@ -73,7 +74,7 @@ def test_fit_chooses_a_model_per_type_by_held_out_accuracy(fitted, data):
     keys, y = data
     assert set(fitted.models_) >= {"conv", "dwconv"}
     for tm in fitted.models_.values():
-        assert tm.selection["chosen"] in kp.MODEL_KINDS
+        assert tm.selection["chosen"] in tree_ensemble.MODEL_KINDS
         assert set(tm.selection["heldout"]) == set(SMALL)
     pred = fitted.predict(keys[200:])
     within = np.mean(np.abs(pred - y[200:]) / y[200:] <= 0.25)

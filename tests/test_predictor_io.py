@@ -159,3 +159,61 @@ def test_component_without_type_field_loads_as_log_linear(tmp_path):
         del c["type"]  # the layout of files written before cv_select
     _write_with_valid_checksum(path, doc)
     np.testing.assert_array_equal(load_predictor(path).predict(archs), model.predict(archs))
+
+
+def _fitted_with_trees():
+    """cv_select on a target with an op-pair interaction: the residual-tree candidate wins."""
+    rng = np.random.default_rng(5)
+    archs = [ALL_NB201[i] for i in rng.choice(len(ALL_NB201), 600, replace=False)]
+    codes = ae.nb201_codes(archs)
+    cost = rng.uniform(0.2, 3.0, size=(3, 5))
+    cost[:, 0] = 0.0
+    lat = 2.0 + cost[:, codes].sum(axis=2).T
+    lat[:, 2] *= np.where((codes[:, 0] == 3) & (codes[:, 5] == 3), 1.8, 1.0)
+    table = SourceTable.from_archs("nb201", archs, lat[:, :2], ["dev_a", "dev_b"])
+    model = CrossValidatedLatencyPredictor(space="nb201", tree_min_rows=200).fit(
+        archs[:400], lat[:400, 2], source=table)
+    assert model.selection_["chosen"] == "log_blend + trees"
+    return model, archs
+
+
+def test_residual_trees_survive_a_fresh_process_and_defects_are_rejected(tmp_path):
+    model, archs = _fitted_with_trees()
+    path = save_predictor(tmp_path / "m.json", model, target_column="dev_t")
+    doc = json.loads(path.read_text())
+    comps = doc["payload"]["fitted"]["components"]
+    assert [c["type"] for c in comps] == ["log_linear", "log_linear", "residual_trees"]
+    assert comps[2]["n_source"] == 2 and comps[2]["ensemble"]["model"] == "gradient_boosting"
+    np.save(tmp_path / "archs.npy", np.asarray(archs))
+    script = ("import sys, numpy as np\n"
+              "from hwsim.latency.predictor_io import load_predictor\n"
+              "m = load_predictor(sys.argv[1])\n"
+              "np.save(sys.argv[3], m.predict(np.load(sys.argv[2]).tolist()))\n")
+    subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "archs.npy"),
+                    str(tmp_path / "pred.npy")], check=True, timeout=120)
+    np.testing.assert_array_equal(np.load(tmp_path / "pred.npy"), model.predict(archs))
+
+    backwards = json.loads(json.dumps(doc))
+    tree = backwards["payload"]["fitted"]["components"][2]["ensemble"]["trees"][0]
+    tree["left"][0] = 0  # a node that is its own child: a cycle
+    _write_with_valid_checksum(path, backwards)
+    with pytest.raises(PredictorError, match=r"components\[2\]\.ensemble\.trees\[0\]: child "
+                                             r"indices must point forward"):
+        load_predictor(path)
+    wrong_width = json.loads(json.dumps(doc))
+    wrong_width["payload"]["fitted"]["components"][2]["n_source"] = 5
+    _write_with_valid_checksum(path, wrong_width)
+    with pytest.raises(PredictorError, match=r"n_source is 5 for 2 source devices"):
+        load_predictor(path)
+
+
+def test_cv_select_file_from_before_the_tree_candidate_loads_with_tree_min_rows_none(tmp_path):
+    model, archs = _fitted(CrossValidatedLatencyPredictor)
+    path = save_predictor(tmp_path / "m.json", model, target_column="dev_t")
+    doc = json.loads(path.read_text())
+    assert doc["payload"]["hyper_parameters"]["tree_min_rows"] == 200
+    del doc["payload"]["hyper_parameters"]["tree_min_rows"]
+    _write_with_valid_checksum(path, doc)
+    loaded = load_predictor(path)
+    assert loaded.tree_min_rows is None
+    np.testing.assert_array_equal(loaded.predict(archs), model.predict(archs))

@@ -277,7 +277,17 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             source = SourceTable.from_archs(space, src_archs, lat, devices)
         except HwsimError as err:
             raise PredictorError(f"{args.source}: {err}") from None
-    predictor = ESTIMATORS[args.kind](space=space)
+    options = {}
+    if args.tree_min_rows is not None:
+        if args.kind != "cv_select":
+            raise LatencyError(f"--tree-min-rows applies to --kind cv_select, not {args.kind}")
+        text = args.tree_min_rows.strip().lower()
+        try:
+            options["tree_min_rows"] = None if text == "none" else int(text)
+        except ValueError:
+            raise LatencyError(f"--tree-min-rows must be an integer or 'none', got "
+                               f"{args.tree_min_rows!r}") from None
+    predictor = ESTIMATORS[args.kind](space=space, **options)
     try:
         predictor.fit(archs, y, source=source)
     except HwsimError as err:
@@ -295,6 +305,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
                    if selection["chosen"].startswith("additive:sources+") else "")
         print(f"chosen by {selection['n_folds']}-fold cross-validation (one-standard-error "
               f"rule): {selection['chosen']}{penalty}")
+        for r in selection.get("rejected_zero_latency", []):
+            print(f"passed over: {r['name']} (penalty {r['penalty']:g}) would predict a "
+                  "degenerate latency (near 0 ms) for some architecture of the space")
     how = "cross-validated" if selection is not None else "leave-one-out"
     print(f"{how} on training rows: spearman {cv.spearman:.4f}, "
           f"+-10% accuracy {100 * cv.acc10:.1f}%, RMSPE {cv.rmspe_pct:.2f}%")
@@ -378,6 +391,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="estimator (default cv_select: non-negative additive models or the "
                           "log-linear few_shot_blend, chosen by cross-validation; source_ridge "
                           "is the baseline)")
+    fit.add_argument("--tree-min-rows", default=None,
+                     help="cv_select: fewest training rows at which the 'log_blend + trees' "
+                          "candidate (gradient-boosted residual trees) is tried (default 200; "
+                          "'none': never)")
     fit.add_argument("--out", required=True, help="model file to write (JSON)")
     fit.add_argument("--seed", type=int, default=0, help="kernels: random seed")
     fit.add_argument("--adaptive-rounds", type=int, default=0,

@@ -379,3 +379,44 @@ def codes_to_keys(codes: np.ndarray) -> np.ndarray:
 def arch_keys(space: str, archs: np.ndarray | list) -> np.ndarray:
     """Canonical keys of architectures of ``space`` (see :func:`codes_to_keys`)."""
     return codes_to_keys(arch_codes(space, archs))
+
+
+@lru_cache(maxsize=1)
+def _nb201_all_features() -> np.ndarray:
+    codes = np.array(list(itertools.product(range(len(NB201_OPS)), repeat=len(NB201_EDGES))),
+                     dtype=np.int64)
+    out = encode_nb201_codes(codes)
+    out.setflags(write=False)
+    return out
+
+
+def additive_minimum(space: str, columns: np.ndarray, coef: np.ndarray) -> float:
+    """Exact minimum over every architecture of ``space`` of ``features[:, columns] @ coef``.
+
+    ``columns`` must be additive feature columns (:func:`additive_feature_columns`). NB201: all
+    15,625 architectures are evaluated. FBNet: every additive feature is a sum of per-layer terms
+    (a layer's one-hot choice, MACs and parameters; op counts sum the one-hots), so the minimum
+    is taken layer by layer: ``f(all r) + sum_i min_k [f(r.., layer i = k, ..r) - f(all r)]``.
+    """
+    columns = np.asarray(columns, dtype=np.int64)
+    coef = np.asarray(coef, dtype=np.float64)
+    if columns.shape != coef.shape or columns.ndim != 1:
+        raise LatencyError(f"columns {columns.shape} and coef {coef.shape} must be 1-D and "
+                           "of equal length")
+    allowed = np.concatenate([additive_feature_columns(space, b)
+                              for b in _ADDITIVE_PREFIXES[space]])
+    if not np.isin(columns, allowed).all():
+        bad = int(columns[~np.isin(columns, allowed)][0])
+        raise LatencyError(f"feature {feature_names(space)[bad]!r} is not an additive feature "
+                           f"of {space}")
+    if columns.size == 0:
+        return 0.0
+    if space == "nb201":
+        return float((_nb201_all_features()[:, columns] @ coef).min())
+    n_ops = len(FBNET_OPS)
+    probes = np.zeros((1 + FBNET_N_LAYERS * n_ops, FBNET_N_LAYERS), dtype=np.int64)
+    for i in range(FBNET_N_LAYERS):
+        probes[1 + i * n_ops: 1 + (i + 1) * n_ops, i] = np.arange(n_ops)
+    f = encode_fbnet(probes)[:, columns] @ coef
+    delta = (f[1:] - f[0]).reshape(FBNET_N_LAYERS, n_ops)
+    return float(f[0] + delta.min(axis=1).sum())

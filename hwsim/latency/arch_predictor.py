@@ -20,10 +20,12 @@ Three estimators:
 - :class:`CrossValidatedLatencyPredictor` (the CLI's default) -- chooses by cross-validation
   between :class:`NonNegativeAdditiveModel` s (latency in ms = non-negative mix of the source
   devices' latencies + non-negative costs of op counts / per-position op choices, optionally
-  ridge-penalised), the log-linear blend above, and geometric means of the two. The
-  non-negative additive form is the physical prior that a network's latency is a sum of
-  per-op costs >= 0; with 10 rows it constrains the fit far more than ridge's shrinkage
-  towards zero.
+  ridge-penalised), the log-linear blend above, geometric means of the two, and -- from
+  ``tree_min_rows`` training rows (default 200) -- the log blend plus gradient-boosted
+  residual trees (:class:`ResidualTreesModel`, for devices whose cost of an op depends on
+  its neighbours). The non-negative additive form is the physical prior that a network's
+  latency is a sum of per-op costs >= 0; with 10 rows it constrains the fit far more than
+  ridge's shrinkage towards zero.
 
 Alternatives measured during development on ``../shared/data/latency`` (leave-one-device-out,
 2-3 draws; not part of ``tools/bench_arch_predictor.py``) that did not beat these: principal
@@ -31,7 +33,8 @@ components of the source log-latency matrix as inputs (NB201 mean Spearman 0.887
 N = 10), unstandardised source log latencies, a second-stage ridge on the residuals, an
 empirical-Bayes prior on the target's loadings in the source devices' principal-component space
 (NB201 N = 10 mean Spearman 0.929 vs 0.937 for ridge), gradient-boosted trees on sources +
-features (below the log-linear blend on 2 of 3 devices tried at N = 100 and 900), and choosing
+features *instead of* the other models (below the log-linear blend on 2 of 3 devices tried at
+N = 100 and 900; as a cross-validated residual candidate they are kept), and choosing
 the candidate with the smallest CV error instead of the one-standard-error rule (NB201 N = 10
 mean Spearman 0.947 vs 0.957).
 
@@ -51,6 +54,7 @@ from scipy.optimize import nnls
 from hwsim.errors import PredictorError
 from hwsim.latency import arch_encoding
 from hwsim.latency.metrics import DEFAULT_MIN_FRACTION_OF_MEDIAN, LatencyMetrics, latency_metrics
+from hwsim.latency.tree_ensemble import TreeEnsemble, fit_ensemble
 
 DEFAULT_ALPHAS: tuple[float, ...] = tuple(float(a) for a in np.logspace(-4, 4, 33))
 DEFAULT_ARCH_WEIGHTS: tuple[float, ...] = (0.0, 0.03, 0.1, 0.3, 1.0)
@@ -308,8 +312,59 @@ def _fit_nonneg_additive(source_ms: np.ndarray | None, arch_block: np.ndarray | 
 
 
 # ----------------------------------------------------------------------------------------------
+# Residual trees (non-additive correction in log space)
+# ----------------------------------------------------------------------------------------------
+
+DEFAULT_TREE_PARAMS: dict[str, float | int] = {
+    "n_estimators": 150, "max_depth": 3, "learning_rate": 0.05, "subsample": 0.8,
+    "min_samples_leaf": 5}
+
+
+@dataclass(frozen=True)
+class ResidualTreesModel:
+    """Gradient-boosted regression trees whose output (log ms) is *added* to the other
+    components' log prediction; inputs: the architecture features followed by the log source
+    latencies (``n_source`` columns, 0 without source devices).
+
+    Captures what neither an additive nor a log-linear model can: interactions between ops
+    (e.g. a device whose cost of an op depends on its neighbours)."""
+
+    ensemble: TreeEnsemble
+    n_source: int
+
+    def predict_log(self, log_source: np.ndarray | None, arch_features: np.ndarray
+                    ) -> np.ndarray:
+        got = 0 if log_source is None else log_source.shape[1]
+        if got != self.n_source:
+            raise PredictorError(f"residual trees expect {self.n_source} source devices, "
+                                 f"got {got}")
+        x = arch_features if not self.n_source else np.hstack([arch_features, log_source])
+        return self.ensemble.predict_log(x)
+
+
+def _fit_residual_trees(log_source: np.ndarray | None, arch_features: np.ndarray,
+                        residual_log: np.ndarray, params: dict) -> ResidualTreesModel:
+    n_source = 0 if log_source is None else log_source.shape[1]
+    x = arch_features if not n_source else np.hstack([arch_features, log_source])
+    ens, _ = fit_ensemble("gradient_boosting", params, x, residual_log, seed=0)
+    return ResidualTreesModel(ens, n_source)
+
+
+# ----------------------------------------------------------------------------------------------
 # Estimators
 # ----------------------------------------------------------------------------------------------
+
+
+def _no_zero_latency(component: object, space: str, floor_ms: float) -> bool:
+    """False for an additive component without source weights whose smallest prediction over
+    every architecture of ``space`` is below ``floor_ms`` (typically 0 ms: intercept 0 and an
+    architecture of zero-cost features). Log-linear and tree components live in log space and
+    source latencies are > 0 (``SourceTable`` checks them): those pass."""
+    if not isinstance(component, NonNegativeAdditiveModel) or np.any(component.source_coef > 0):
+        return True
+    lowest = component.intercept + arch_encoding.additive_minimum(
+        space, component.arch_columns, component.arch_coef)
+    return lowest > 0 and lowest >= floor_ms
 
 
 def _check_grid(name: str, values: tuple[float, ...], allow_zero: bool) -> tuple[float, ...]:
@@ -338,6 +393,8 @@ class _ArchLatencyEstimator(ABC):
 
     _param_names: tuple[str, ...] = ()
     _fitted_fields: tuple[str, ...] = ()  # extra fitted state saved with the model
+    # parameters a file written before they existed lacks, and the value it was fitted with
+    _params_added_later: dict[str, object] = {}
 
     def _check_params(self) -> None:
         arch_encoding.check_space(self.space)
@@ -510,6 +567,7 @@ class FewShotLatencyPredictor(_ArchLatencyEstimator):
 
 
 DEFAULT_PENALTIES: tuple[float, ...] = (10.0, 1.0, 0.1, 0.01, 0.0)
+DEFAULT_TREE_MIN_ROWS = 200
 
 
 @dataclass(frozen=True)
@@ -518,6 +576,7 @@ class _Candidate:
     penalty: float
     blocks: tuple[str, ...]  # additive feature blocks; ("log_blend",) for the log-linear blend
     with_log_blend: bool = False  # geometric mean of this additive model and the log blend
+    with_trees: bool = False  # log blend + residual trees
 
 
 class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
@@ -528,23 +587,34 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
     features (same penalties), then :class:`FewShotLatencyPredictor` (log-linear, ridge
     ``alphas``), then the geometric mean of each additive candidate with that log-linear blend
     (``"<additive> x log_blend"``; its CV prediction is the mean of the two CV log predictions,
-    same folds). Each is scored by cross-validated mean squared log error on the training rows
+    same folds), and, with at least ``tree_min_rows`` training rows (``None``: never), the log
+    blend plus :class:`ResidualTreesModel` fitted to its in-sample log residuals
+    (``"log_blend + trees"``, ``DEFAULT_TREE_PARAMS``). Each is scored by cross-validated mean
+    squared log error on the training rows
     (leave-one-out when there are at most ``loo_max_rows`` rows, else ``n_folds`` folds with a
     fixed shuffle). The choice follows the one-standard-error rule: the simplest candidate whose
     CV error is within one standard error of the smallest. The chosen candidate is refitted on
-    all training rows.
+    all training rows. An additive refit without source weights whose smallest prediction over
+    the space (:func:`arch_encoding.additive_minimum`) is below ``min_fraction_of_median`` x the
+    training median -- typically exactly 0 ms: intercept 0 and an architecture of zero-cost
+    features; the degenerate-row rule would discard such a latency -- is passed over for the
+    next candidate (the rest of the band in order, then by CV error) and listed in
+    ``selection_["rejected_zero_latency"]``.
     """
 
     _param_names = ("space", "penalties", "n_folds", "loo_max_rows", "alphas",
-                    "min_fraction_of_median")
+                    "min_fraction_of_median", "tree_min_rows")
     _fitted_fields = ("selection",)
+    _params_added_later = {"tree_min_rows": None}
 
     def __init__(self, space: str = "nb201", penalties: tuple[float, ...] = DEFAULT_PENALTIES,
                  n_folds: int = 10, loo_max_rows: int = 20,
                  alphas: tuple[float, ...] = DEFAULT_ALPHAS,
-                 min_fraction_of_median: float = DEFAULT_MIN_FRACTION_OF_MEDIAN) -> None:
+                 min_fraction_of_median: float = DEFAULT_MIN_FRACTION_OF_MEDIAN,
+                 tree_min_rows: int | None = DEFAULT_TREE_MIN_ROWS) -> None:
         self.space = space
         self.penalties = penalties
+        self.tree_min_rows = tree_min_rows
         self.alphas = alphas
         self.n_folds = n_folds
         self.loo_max_rows = loo_max_rows
@@ -558,9 +628,16 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 2:
                 raise PredictorError(f"{name} must be an integer >= 2, got {v!r}")
+        v = self.tree_min_rows
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | np.integer)
+                              or v < 2 * MIN_TRAIN_ROWS):
+            raise PredictorError(
+                f"tree_min_rows must be None (no tree candidate) or an integer >= "
+                f"{2 * MIN_TRAIN_ROWS}, got {v!r}")
 
-    def candidates(self) -> list[_Candidate]:
-        """The candidate models, simplest first (the order of the one-standard-error rule)."""
+    def candidates(self, n_rows: int | None = None) -> list[_Candidate]:
+        """The candidate models for ``n_rows`` training rows (``None``: without the tree
+        candidate), simplest first (the order of the one-standard-error rule)."""
         out = [_Candidate("additive:sources", 0.0, ())]
         for blocks in (("counts",), ("counts", "positions")):
             out += [_Candidate(f"additive:sources+{'+'.join(blocks)}", p, blocks)
@@ -568,6 +645,9 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
         out.append(_Candidate("log_blend", 0.0, ("log_blend",)))
         out += [_Candidate(f"{c.name} x log_blend", c.penalty, c.blocks, True)
                 for c in out[:-1]]
+        if (n_rows is not None and self.tree_min_rows is not None
+                and n_rows >= self.tree_min_rows):
+            out.append(_Candidate("log_blend + trees", 0.0, ("log_blend",), with_trees=True))
         return out
 
     def _fit_candidate(self, cand: _Candidate, log_source: np.ndarray | None,
@@ -579,6 +659,14 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
             log, w_log = self._fit_candidate(
                 _Candidate("log_blend", 0.0, ("log_blend",)), log_source, features, y_log)
             return add + log, [0.5 * w for w in w_add + w_log]
+        if cand.with_trees:
+            log, w_log = self._fit_candidate(
+                _Candidate("log_blend", 0.0, ("log_blend",)), log_source, features, y_log)
+            fitted = sum(w * m.predict_log(log_source, features)
+                         for w, m in zip(w_log, log, strict=True))
+            trees = _fit_residual_trees(log_source, features, y_log - fitted,
+                                        DEFAULT_TREE_PARAMS)
+            return log + [trees], w_log + [1.0]
         if cand.blocks == ("log_blend",):
             blend = FewShotLatencyPredictor(space=self.space, alphas=self.alphas)
             comps, weights, _ = blend._fit_components(log_source, features, y_log)
@@ -595,10 +683,10 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
         n = y_log.size
         k = n if n <= self.loo_max_rows else min(self.n_folds, n)
         folds = np.random.default_rng(0).permutation(n) % k
-        cands = self.candidates()
+        cands = self.candidates(n)
         cv_log = np.zeros((len(cands), n))
         base = [c for c, cand in enumerate(cands) if not cand.with_log_blend]
-        log_idx = next(c for c in base if cands[c].blocks == ("log_blend",))
+        log_idx = next(c for c in base if cands[c].name == "log_blend")
         for fold in range(k):
             test = folds == fold
             train = ~test
@@ -618,13 +706,21 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
         mse = sq.mean(axis=1)
         se = sq.std(axis=1, ddof=1) / np.sqrt(n)
         best = int(np.argmin(mse))
-        chosen = next(c for c in range(len(cands)) if mse[c] <= mse[best] + se[best])
+        band = [c for c in range(len(cands)) if mse[c] <= mse[best] + se[best]]
+        order = band + sorted(set(range(len(cands))) - set(band), key=lambda c: mse[c])
+        rejected = []
+        floor_ms = self.min_fraction_of_median * float(np.median(np.exp(y_log)))
+        for chosen in order:  # the log blend always passes: the loop ends by it at last
+            comps, weights = self._fit_candidate(cands[chosen], log_source, features, y_log)
+            if all(_no_zero_latency(m, self.space, floor_ms) for m in comps):
+                break
+            rejected.append({"name": cands[chosen].name, "penalty": cands[chosen].penalty})
         self.selection_ = {
             "chosen": cands[chosen].name, "chosen_penalty": cands[chosen].penalty,
             "n_folds": int(k),
             "candidates": [{"name": c.name, "penalty": c.penalty, "cv_mse_log": float(m),
-                            "cv_se_log": float(e)} for c, m, e in zip(cands, mse, se, strict=True)]}
-        comps, weights = self._fit_candidate(cands[chosen], log_source, features, y_log)
+                            "cv_se_log": float(e)} for c, m, e in zip(cands, mse, se, strict=True)],
+            "rejected_zero_latency": rejected}
         return comps, weights, cv_log[chosen]
 
 

@@ -28,10 +28,8 @@ points, which trees cannot) + a tree ensemble on the baseline's residual. Two en
 tried, a random forest and gradient boosting (scikit-learn); the one with the better +-10 %
 accuracy (ties: lower RMSPE) on a held-out split of the training configurations
 (``selection_fraction``) is refitted on all rows and kept. Fitted trees are copied into plain
-arrays (``TreeEnsemble``) and evaluated by numpy code here, in the fitted object and in a loaded
-file alike, so saved files (JSON through ``predictor_io``) give bit-identical predictions on any
-scikit-learn version, and loading runs no code from the file. Features are cast to float32
-before the threshold tests, as scikit-learn's trees do.
+arrays (:mod:`hwsim.latency.tree_ensemble`), so saved files (JSON through ``predictor_io``) give
+bit-identical predictions on any scikit-learn version, and loading runs no code from the file.
 
 Adaptive sampling (nn-Meter): ``neighbour_keys`` proposes configurations next to training rows
 whose out-of-fold prediction error exceeds 10 %; ``tools/bench_kernel_predictor.py`` and
@@ -51,6 +49,7 @@ from hwsim.errors import LatencyError, PredictorError
 from hwsim.latency.metrics import rmspe, within_accuracy
 from hwsim.latency.op_cost import ELEMENTWISE_OPS, op_cost
 from hwsim.latency.op_key import OpKey
+from hwsim.latency.tree_ensemble import MODEL_KINDS, TreeEnsemble, fit_ensemble
 
 FEATURE_VERSION = 1
 # Channel counts modulo 16 are features because ONNX Runtime's CPU kernels run channel blocks
@@ -74,7 +73,6 @@ FEATURE_NAMES: dict[str, tuple[str, ...]] = {
     "gap": ("h", "w", "c", "in_elems", "c_mod16"),
     "elementwise": ("h", "w", "c", "elems", "op", "inputs", "act", "c_mod16"),
 }
-MODEL_KINDS = ("random_forest", "gradient_boosting")
 
 
 def kernel_type(key: OpKey) -> str | None:
@@ -136,114 +134,6 @@ def kernel_features(key: OpKey) -> tuple[str, list[float]]:
         return ktype, [h, w, cin, n_in, cin % 16]
     return ktype, [h, w, cout, n_out, ELEMENTWISE_OPS.index(key.op),
                    2 if key.op in _TWO_INPUT_OPS else 1, act, cout % 16]
-
-
-# ----------------------------------------------------------------------------------------------
-# Tree ensembles as plain arrays
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Tree:
-    """One regression tree: node i tests ``x[feature[i]] <= threshold[i]`` (x as float32) and
-    goes to ``left[i]`` or ``right[i]``; ``feature[i] < 0`` marks a leaf with ``value[i]``."""
-
-    feature: np.ndarray  # int64
-    threshold: np.ndarray  # float64
-    left: np.ndarray  # int64
-    right: np.ndarray  # int64
-    value: np.ndarray  # float64
-
-    def check(self, n_features: int, where: str) -> None:
-        n = self.feature.size
-        if n == 0 or not (self.threshold.size == self.left.size == self.right.size ==
-                          self.value.size == n):
-            raise PredictorError(f"{where}: tree arrays must be non-empty and of equal length")
-        inner = self.feature >= 0
-        if np.any(self.feature >= n_features) or np.any(self.feature[~inner] != -2):
-            raise PredictorError(f"{where}: feature indices must be in [0, {n_features}) or -2 "
-                                 f"(leaf)")
-        idx = np.arange(n)
-        for arr in (self.left, self.right):
-            # children come after their parent: no cycles, descent always ends at a leaf
-            if np.any((arr[inner] <= idx[inner]) | (arr[inner] >= n)):
-                raise PredictorError(f"{where}: child indices must point forward inside the "
-                                     f"tree")
-        if not np.all(np.isfinite(self.threshold[inner])) or \
-                not np.all(np.isfinite(self.value[~inner])):
-            raise PredictorError(f"{where}: thresholds and leaf values must be finite")
-
-    def apply(self, x32: np.ndarray) -> np.ndarray:
-        """Leaf values for rows of ``x32`` (float32 features)."""
-        node = np.zeros(x32.shape[0], dtype=np.int64)
-        rows = np.arange(x32.shape[0])
-        while True:
-            feat = self.feature[node]
-            active = feat >= 0
-            if not active.any():
-                return self.value[node]
-            r, n, f = rows[active], node[active], feat[active]
-            go_left = x32[r, f] <= self.threshold[n]
-            node[active] = np.where(go_left, self.left[n], self.right[n])
-
-
-@dataclass(frozen=True)
-class TreeEnsemble:
-    """``prediction = base + scale * sum(tree(x))`` (random forest: base 0, scale 1/n_trees;
-    gradient boosting: base = initial constant, scale = learning rate); in log(ms)."""
-
-    model: str
-    base: float
-    scale: float
-    trees: tuple[Tree, ...]
-    hyper_parameters: dict
-
-    def predict_log(self, x: np.ndarray) -> np.ndarray:
-        x32 = np.asarray(x, dtype=np.float32)
-        acc = np.zeros(x32.shape[0], dtype=np.float64)
-        for tree in self.trees:
-            acc += tree.apply(x32)
-        return self.base + self.scale * acc
-
-
-def _tree_from_sklearn(est: object) -> Tree:
-    t = est.tree_  # type: ignore[attr-defined]
-    leaf = t.children_left < 0
-    feature = np.where(leaf, -2, t.feature).astype(np.int64)
-    threshold = np.where(leaf, 0.0, t.threshold).astype(np.float64)
-    value = np.where(leaf, t.value[:, 0, 0], 0.0).astype(np.float64)
-    left = np.where(leaf, -1, t.children_left).astype(np.int64)
-    right = np.where(leaf, -1, t.children_right).astype(np.int64)
-    return Tree(feature, threshold, left, right, value)
-
-
-def _sklearn_model(model: str, params: dict, seed: int) -> object:
-    if model == "random_forest":
-        from sklearn.ensemble import RandomForestRegressor
-
-        return RandomForestRegressor(random_state=seed, n_jobs=1, **params)
-    if model == "gradient_boosting":
-        from sklearn.ensemble import GradientBoostingRegressor
-
-        return GradientBoostingRegressor(random_state=seed, loss="squared_error", **params)
-    raise PredictorError(f"unknown kernel model {model!r}; allowed: {', '.join(MODEL_KINDS)}")
-
-
-def fit_ensemble(model: str, params: dict, x: np.ndarray, y_log: np.ndarray, seed: int
-                 ) -> tuple[TreeEnsemble, object]:
-    """Fit a scikit-learn ensemble on (x, log ms) and copy it into a ``TreeEnsemble``; also
-    returns the scikit-learn estimator (tests compare the two)."""
-    est = _sklearn_model(model, params, seed)
-    est.fit(np.asarray(x, dtype=np.float64), y_log)  # type: ignore[attr-defined]
-    if model == "random_forest":
-        trees = tuple(_tree_from_sklearn(e) for e in est.estimators_)  # type: ignore[attr-defined]
-        ens = TreeEnsemble(model, 0.0, 1.0 / len(trees), trees, dict(params))
-    else:
-        base = float(np.asarray(est.init_.constant_).ravel()[0])  # type: ignore[attr-defined]
-        trees = tuple(_tree_from_sklearn(e) for e in est.estimators_[:, 0])  # type: ignore[attr-defined]
-        ens = TreeEnsemble(model, base, float(est.learning_rate), trees,  # type: ignore[attr-defined]
-                           dict(params))
-    return ens, est
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,7 +11,10 @@ File layout (``FORMAT_VERSION`` 1)::
         "fitted": {"components": [{"type": "log_linear", "uses_source", "uses_arch", "mean",
                                    "scale", "coef", "intercept", "alpha", "arch_weight"}
                                   | {"type": "nonneg_additive", "source_coef", "arch_columns",
-                                     "arch_coef", "intercept", "penalty"}, ...],
+                                     "arch_coef", "intercept", "penalty"}
+                                  | {"type": "residual_trees", "n_source",
+                                     "ensemble": {"model", "base", "scale",
+                                                  "hyper_parameters", "trees": [...]}}, ...],
                    "weights": [...], "train_keys": [...], "n_train", "n_dropped_degenerate",
                    "selection": {...}},             # cv_select only: chosen model, CV table
         "source_table": null | {"devices": [...], "keys": [...], "latency_ms": [[...], ...]},
@@ -21,7 +24,10 @@ File layout (``FORMAT_VERSION`` 1)::
                                             # (exact LOO; cv_select: its LOO / K-fold CV)
      }}
 
-A component without ``type`` is ``log_linear`` (files written before ``cv_select`` existed).
+A component without ``type`` is ``log_linear`` (files written before ``cv_select`` existed); a
+``cv_select`` file without ``tree_min_rows`` was fitted before the tree candidate existed and
+loads with ``tree_min_rows = None`` (what it was fitted with). Trees are stored as in the
+kernel-level files below.
 
 The checksum is SHA-256 of ``json.dumps(payload, sort_keys=True, separators=(",", ":"))``; JSON
 floats are written with Python's shortest round-trip repr, so a load re-serialises to the same
@@ -61,12 +67,13 @@ import numpy as np
 import scipy
 
 from hwsim.errors import PredictorError
-from hwsim.latency import arch_encoding
+from hwsim.latency import arch_encoding, tree_ensemble
 from hwsim.latency import kernel_predictor as kp
 from hwsim.latency.arch_predictor import (
     ESTIMATORS,
     LogLinearModel,
     NonNegativeAdditiveModel,
+    ResidualTreesModel,
     SourceTable,
 )
 from hwsim.latency.metrics import LatencyMetrics
@@ -89,7 +96,37 @@ def _floats(values: np.ndarray) -> list:
 # ----------------------------------------------------------------------------------------------
 
 
+def _trees_to_state(ens: tree_ensemble.TreeEnsemble) -> dict[str, Any]:
+    return {"model": ens.model, "base": float(ens.base), "scale": float(ens.scale),
+            "hyper_parameters": ens.hyper_parameters,
+            "trees": [{"feature": t.feature.tolist(), "threshold": _floats(t.threshold),
+                       "left": t.left.tolist(), "right": t.right.tolist(),
+                       "value": _floats(t.value)} for t in ens.trees]}
+
+
+def _trees_from_state(e: Any, where: str, n_feat: int) -> tree_ensemble.TreeEnsemble:
+    model = _field(e, "model", str, where)
+    if model not in tree_ensemble.MODEL_KINDS:
+        raise PredictorError(f"predictor file: {where}.model {model!r} unknown")
+    trees = []
+    for i, t in enumerate(_field(e, "trees", list, where)):
+        tw = f"{where}.trees[{i}]"
+        tree = tree_ensemble.Tree(_int_array(t, "feature", tw), _array(t, "threshold", tw),
+                                  _int_array(t, "left", tw), _int_array(t, "right", tw),
+                                  _array(t, "value", tw))
+        tree.check(n_feat, f"predictor file: {tw}")
+        trees.append(tree)
+    if not trees:
+        raise PredictorError(f"predictor file: {where} has no trees")
+    return tree_ensemble.TreeEnsemble(model, _field(e, "base", float, where),
+                                      _field(e, "scale", float, where), tuple(trees),
+                                      _field(e, "hyper_parameters", dict, where))
+
+
 def _component_to_state(c: Any) -> dict[str, Any]:
+    if isinstance(c, ResidualTreesModel):
+        return {"type": "residual_trees", "n_source": int(c.n_source),
+                "ensemble": _trees_to_state(c.ensemble)}
     if isinstance(c, NonNegativeAdditiveModel):
         return {"type": "nonneg_additive", "source_coef": _floats(c.source_coef),
                 "arch_columns": [int(i) for i in c.arch_columns],
@@ -173,6 +210,7 @@ def _arch_from_state(kind: str, payload: dict[str, Any]) -> Any:
     hyper = _field(payload, "hyper_parameters", dict, "payload")
     cls = ESTIMATORS[kind]
     expected = set(cls._param_names)
+    hyper = {**{k: v for k, v in cls._params_added_later.items() if k not in hyper}, **hyper}
     if set(hyper) != expected:
         raise PredictorError(
             f"predictor file: hyper_parameters {sorted(hyper)} do not match {kind}'s "
@@ -219,6 +257,14 @@ def _arch_from_state(kind: str, payload: dict[str, Any]) -> Any:
 
 def _component_from_state(c: Any, where: str, n_src: int, n_feat: int) -> Any:
     kind = c.get("type", "log_linear") if isinstance(c, dict) else None
+    if kind == "residual_trees":
+        n_source = _field(c, "n_source", int, where)
+        if n_source not in (0, n_src):
+            raise PredictorError(f"predictor file: {where}.n_source is {n_source} for "
+                                 f"{n_src} source devices")
+        ens = _trees_from_state(_field(c, "ensemble", dict, where), f"{where}.ensemble",
+                                n_feat + n_source)
+        return ResidualTreesModel(ens, n_source)
     if kind == "nonneg_additive":
         source_coef, arch_coef = (_array(c, k, where) for k in ("source_coef", "arch_coef"))
         cols = _int_array(c, "arch_columns", where)
@@ -237,7 +283,7 @@ def _component_from_state(c: Any, where: str, n_src: int, n_feat: int) -> Any:
                                         _field(c, "penalty", float, where))
     if kind != "log_linear":
         raise PredictorError(f"predictor file: {where}.type {kind!r} unknown (known: "
-                             "log_linear, nonneg_additive)")
+                             "log_linear, nonneg_additive, residual_trees)")
     uses_source = _field(c, "uses_source", bool, where)
     uses_arch = _field(c, "uses_arch", bool, where)
     mean, scale, coef = (_array(c, k, where) for k in ("mean", "scale", "coef"))
@@ -273,17 +319,11 @@ def _kernel_feature_definition() -> dict[str, Any]:
 def _kernel_to_state(predictor: Any) -> dict[str, Any]:
     models = {}
     for ktype, tm in predictor.models_.items():
-        ens = tm.ensemble
         models[ktype] = {
             "n_train": tm.n_train, "selection": tm.selection,
             "baseline": {"coef": _floats(tm.baseline.coef),
                          "intercept": float(tm.baseline.intercept)},
-            "ensemble": {"model": ens.model, "base": float(ens.base), "scale": float(ens.scale),
-                         "hyper_parameters": ens.hyper_parameters,
-                         "trees": [{"feature": t.feature.tolist(),
-                                    "threshold": _floats(t.threshold),
-                                    "left": t.left.tolist(), "right": t.right.tolist(),
-                                    "value": _floats(t.value)} for t in ens.trees]}}
+            "ensemble": _trees_to_state(tm.ensemble)}
     params = predictor.get_params()
     params["candidates"] = params["candidates"] or kp.DEFAULT_CANDIDATES
     return {"feature_definition": _kernel_feature_definition(), "hyper_parameters": params,
@@ -326,23 +366,8 @@ def _kernel_from_state(kind: str, payload: dict[str, Any]) -> Any:
         if coef.size != n_feat:
             raise PredictorError(f"predictor file: {where}.baseline.coef has {coef.size} "
                                  f"entries, expected {n_feat}")
-        e = _field(m, "ensemble", dict, where)
-        model = _field(e, "model", str, f"{where}.ensemble")
-        if model not in kp.MODEL_KINDS:
-            raise PredictorError(f"predictor file: {where}.ensemble.model {model!r} unknown")
-        trees = []
-        for i, t in enumerate(_field(e, "trees", list, f"{where}.ensemble")):
-            tw = f"{where}.ensemble.trees[{i}]"
-            tree = kp.Tree(_int_array(t, "feature", tw), _array(t, "threshold", tw),
-                           _int_array(t, "left", tw), _int_array(t, "right", tw),
-                           _array(t, "value", tw))
-            tree.check(n_feat, f"predictor file: {tw}")
-            trees.append(tree)
-        if not trees:
-            raise PredictorError(f"predictor file: {where}.ensemble has no trees")
-        ens = kp.TreeEnsemble(model, _field(e, "base", float, f"{where}.ensemble"),
-                              _field(e, "scale", float, f"{where}.ensemble"), tuple(trees),
-                              _field(e, "hyper_parameters", dict, f"{where}.ensemble"))
+        ens = _trees_from_state(_field(m, "ensemble", dict, where), f"{where}.ensemble",
+                                n_feat)
         models[ktype] = kp.TypeModel(
             ktype, kp.LogLinearBaseline(coef, _field(base, "intercept", float,
                                                      f"{where}.baseline")),
