@@ -33,7 +33,12 @@ expected to beat one trained on half the space, so a target above this reference
 the measurements carry (noise, whole-millisecond recording).
 
 Usage: python tools/bench_arch_predictor.py [--seeds 3] [--out bench_arch_predictor.csv]
+                                            [--plot bench_arch_predictor.png]
+       python tools/bench_arch_predictor.py --plot-from bench_arch_predictor.csv --plot P.png
        python tools/bench_arch_predictor.py --half-space-only
+
+``--plot``: mean Spearman and mean +-10% accuracy over target devices vs N, per space and
+method (variant ``all``), with issue 5's targets dotted.
 """
 
 from __future__ import annotations
@@ -232,6 +237,39 @@ def time_predict(archs: list, lat: pd.DataFrame, repeats: int = 5) -> dict[str, 
     return times
 
 
+def plot_results(results: pd.DataFrame, path: Path) -> None:
+    """PNG: per space, mean over target devices (variant ``all``) of Spearman and +-10%
+    accuracy vs N for each method; issue 5's targets dotted. Written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = results[results.variant == "all"]
+    per_dev = data.groupby(["space", "method", "N", "target"])[["spearman", "acc10"]].mean()
+    mean = per_dev.groupby(["space", "method", "N"]).mean().reset_index()
+    spaces = sorted(mean.space.unique())
+    fig, axes = plt.subplots(len(spaces), 2, figsize=(9, 3.2 * len(spaces)), squeeze=False)
+    for row, space in zip(axes, spaces, strict=True):
+        for ax, metric, label, (t_n, t_v) in (
+                (row[0], "spearman", "mean Spearman rho", (10, 0.97)),
+                (row[1], "acc10", "mean +-10% accuracy", (100, 0.90))):
+            for method, grp in mean[mean.space == space].groupby("method"):
+                ax.plot(grp.N, grp[metric], "o-", label=method)
+            ax.axhline(t_v, color="C3", ls=":", lw=0.8)
+            ax.axvline(t_n, color="C3", ls=":", lw=0.8)
+            ax.set_xscale("log")
+            ax.set_xlabel("N (target-device architectures measured)")
+            ax.set_ylabel(label)
+            ax.set_title(f"{space}: leave-one-device-out (target: dotted)", fontsize=9)
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -242,7 +280,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="also print the half-space reference (see the module doc)")
     parser.add_argument("--half-space-only", action="store_true",
                         help="print only the half-space reference")
+    parser.add_argument("--plot", type=Path, help="also write a PNG of the results")
+    parser.add_argument("--plot-from", type=Path,
+                        help="plot a CSV written by an earlier run (needs --plot); no fitting")
     args = parser.parse_args(argv)
+    if args.plot_from is not None:
+        if args.plot is None:
+            parser.error("--plot-from needs --plot PNG")
+        plot_results(pd.read_csv(args.plot_from), args.plot)
+        print(f"wrote {args.plot}")
+        return 0
     if not (args.data / "nb201.csv").exists():
         print(f"no data at {args.data}", file=sys.stderr)
         return 2
@@ -264,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += run_space(space, archs, lat, args.seeds)
     results = pd.DataFrame(rows)
     results.to_csv(args.out, index=False)
+    if args.plot is not None:
+        plot_results(results, args.plot)
     print(f"leave-one-device-out, {args.seeds} draws per N; per-device mean over draws, then "
           "mean / worst over target devices")
     print(summarise(results).round(3).to_string())
