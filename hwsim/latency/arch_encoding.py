@@ -383,9 +383,7 @@ def arch_keys(space: str, archs: np.ndarray | list) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _nb201_all_features() -> np.ndarray:
-    codes = np.array(list(itertools.product(range(len(NB201_OPS)), repeat=len(NB201_EDGES))),
-                     dtype=np.int64)
-    out = encode_nb201_codes(codes)
+    out = encode_nb201_codes(np.array(list(_nb201_canonical().values()), dtype=np.int64))
     out.setflags(write=False)
     return out
 
@@ -398,6 +396,7 @@ def additive_minimum(space: str, columns: np.ndarray, coef: np.ndarray) -> float
     (a layer's one-hot choice, MACs and parameters; op counts sum the one-hots), so the minimum
     is taken layer by layer: ``f(all r) + sum_i min_k [f(r.., layer i = k, ..r) - f(all r)]``.
     """
+    check_space(space)
     columns = np.asarray(columns, dtype=np.int64)
     coef = np.asarray(coef, dtype=np.float64)
     if columns.shape != coef.shape or columns.ndim != 1:
