@@ -251,17 +251,59 @@ def interaction_space(seed: int = 0, n: int = 600):
 
 
 def test_tree_candidate_is_offered_from_tree_min_rows_and_validated():
-    est = CrossValidatedLatencyPredictor(space="nb201", tree_min_rows=50)
-    assert "log_blend + trees" not in [c.name for c in est.candidates(49)]
+    est = CrossValidatedLatencyPredictor(space="nb201", tree_min_rows=50,
+                                         tree_counts=(40, 10, 40))
+    est._check_params()
+    assert not any("trees" in c.name for c in est.candidates(49))
     assert est.candidates(50)[-1].name == "log_blend + trees"
-    assert "log_blend + trees" not in [c.name for c in est.candidates()]
+    assert est.candidates(50)[-1].tree_counts == (10, 40)
+    # no more trees than training rows, except the smallest count
+    few = CrossValidatedLatencyPredictor(space="nb201", tree_min_rows=20,
+                                         tree_counts=(10, 40, 60))
+    few._check_params()
+    assert few.candidates(45)[-1].tree_counts == (10, 40)
+    assert few.candidates(30)[-1].tree_counts == (10,)
+    few.tree_counts = (60, 90)
+    assert few.candidates(30)[-1].tree_counts == (60,)
+    assert not any("trees" in c.name for c in est.candidates())
     none = CrossValidatedLatencyPredictor(space="nb201", tree_min_rows=None)
-    assert "log_blend + trees" not in [c.name for c in none.candidates(10 ** 6)]
+    assert not any("trees" in c.name for c in none.candidates(10 ** 6))
     archs, y, table = synthetic_space()
     for bad in (1, 5, 2.5, True):
         with pytest.raises(PredictorError, match="tree_min_rows must be None"):
             CrossValidatedLatencyPredictor(tree_min_rows=bad).fit(archs[:12], y[:12],
                                                                    source=table)
+    for bad in ((), (0, 10), (2.5,), "25", (True,)):
+        with pytest.raises(PredictorError, match="tree_counts must be a non-empty sequence"):
+            CrossValidatedLatencyPredictor(tree_counts=bad).fit(archs[:12], y[:12],
+                                                                 source=table)
+    for bad in (0, 1.5, -0.1, float("nan"), "0.1"):
+        with pytest.raises(PredictorError, match=r"tree_learning_rate must be a number in"):
+            CrossValidatedLatencyPredictor(tree_learning_rate=bad).fit(archs[:12], y[:12],
+                                                                        source=table)
+
+
+def test_tree_counts_scored_from_one_boosting_run_equal_separate_fits():
+    """Within a fold, the CV prediction of K trees is read from one fit of the largest count;
+    it must equal what a separate fit of exactly K trees predicts."""
+    archs, y, table = interaction_space(n=300)
+
+    def fit(counts):
+        return CrossValidatedLatencyPredictor(space="nb201", tree_min_rows=200,
+                                              tree_counts=counts).fit(archs, y, source=table)
+
+    together = fit((7, 30))
+    per_count = {c["n_trees"]: c["cv_mse_log"] for c in together.selection_["tree_counts_cv"]}
+    for k in (7, 30):
+        alone = fit((k,)).selection_["tree_counts_cv"]
+        assert [c["n_trees"] for c in alone] == [k]
+        np.testing.assert_allclose(per_count[k], alone[0]["cv_mse_log"], rtol=1e-12, atol=0)
+    assert per_count[30] != per_count[7]
+    # the tree candidate carries the count with the smaller CV error, and that count's error
+    best = min(per_count, key=per_count.get)
+    entry = next(c for c in together.selection_["candidates"] if "trees" in c["name"])
+    assert entry["name"] == f"log_blend + trees({best})"
+    assert entry["cv_mse_log"] == per_count[best]
 
 
 def test_tree_candidate_learns_an_op_interaction_the_other_candidates_cannot():
@@ -272,7 +314,7 @@ def test_tree_candidate_learns_an_op_interaction_the_other_candidates_cannot():
         archs[train], y[train], source=table)
     without = CrossValidatedLatencyPredictor(space="nb201", tree_min_rows=None).fit(
         archs[train], y[train], source=table)
-    assert with_trees.selection_["chosen"] == "log_blend + trees"
+    assert with_trees.selection_["chosen"].startswith("log_blend + trees(")
     pair = (ae.nb201_codes(test_archs)[:, [0, 5]] == 3).all(axis=1)
     assert pair.sum() > 10
     lw = np.log(with_trees.predict(test_archs) / y[test])  # log errors
@@ -292,8 +334,10 @@ def test_residual_trees_evaluate_like_scikit_learn_on_the_same_inputs():
     feats = ae.encode("nb201", archs)
     log_src = np.log(table.lookup(ae.arch_keys("nb201", archs)))
     resid = np.log(y) - np.log(y).mean()
-    model = _fit_residual_trees(log_src, feats, resid, DEFAULT_TREE_PARAMS)
-    ref = GradientBoostingRegressor(random_state=0, **DEFAULT_TREE_PARAMS).fit(
+    params = {**DEFAULT_TREE_PARAMS, "n_estimators": 120, "learning_rate": 0.1}
+    model, _ = _fit_residual_trees(log_src, feats, resid, params)
+    assert len(model.ensemble.trees) == 120
+    ref = GradientBoostingRegressor(random_state=0, **params).fit(
         np.hstack([feats, log_src]), resid)
     np.testing.assert_allclose(model.predict_log(log_src, feats),
                                ref.predict(np.hstack([feats, log_src])), rtol=0, atol=1e-12)

@@ -116,7 +116,8 @@ def test_tree_min_rows_option_reaches_the_model_and_is_validated(files, capsys):
     assert _fit(p, "--tree-min-rows", "20") == 0
     model = load_predictor(p["model"])
     assert model.tree_min_rows == 20
-    assert "log_blend + trees" in [c["name"] for c in model.selection_["candidates"]]
+    assert any(c["name"].startswith("log_blend + trees(")
+               for c in model.selection_["candidates"])
     capsys.readouterr()
     assert _fit(p, "--tree-min-rows", "lots") == 1
     assert "--tree-min-rows must be an integer or 'none'" in capsys.readouterr().err
@@ -124,3 +125,18 @@ def test_tree_min_rows_option_reaches_the_model_and_is_validated(files, capsys):
     assert "tree_min_rows must be None" in capsys.readouterr().err
     assert _fit(p, "--kind", "source_ridge", "--tree-min-rows", "300") == 1
     assert "applies to --kind cv_select" in capsys.readouterr().err
+
+
+def test_tree_counts_option_reaches_the_model_and_is_validated(files, capsys):
+    p, _ = files
+    assert _fit(p, "--tree-min-rows", "20", "--tree-counts", "30,5") == 0
+    model = load_predictor(p["model"])
+    assert model.tree_counts == (5, 30)
+    assert [c["n_trees"] for c in model.selection_["tree_counts_cv"]] == [5, 30]
+    capsys.readouterr()
+    assert _fit(p, "--tree-counts", "5,many") == 1
+    assert "--tree-counts must be comma-separated integers" in capsys.readouterr().err
+    assert _fit(p, "--tree-counts", "0") == 1
+    assert "tree_counts must be a non-empty sequence of integers >= 1" in capsys.readouterr().err
+    assert _fit(p, "--kind", "few_shot_blend", "--tree-counts", "10") == 1
+    assert "--tree-counts applies to --kind cv_select" in capsys.readouterr().err

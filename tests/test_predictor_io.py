@@ -173,7 +173,7 @@ def _fitted_with_trees():
     table = SourceTable.from_archs("nb201", archs, lat[:, :2], ["dev_a", "dev_b"])
     model = CrossValidatedLatencyPredictor(space="nb201", tree_min_rows=200).fit(
         archs[:400], lat[:400, 2], source=table)
-    assert model.selection_["chosen"] == "log_blend + trees"
+    assert model.selection_["chosen"].startswith("log_blend + trees(")
     return model, archs
 
 
@@ -216,4 +216,20 @@ def test_cv_select_file_from_before_the_tree_candidate_loads_with_tree_min_rows_
     _write_with_valid_checksum(path, doc)
     loaded = load_predictor(path)
     assert loaded.tree_min_rows is None
+    np.testing.assert_array_equal(loaded.predict(archs), model.predict(archs))
+
+
+def test_cv_select_file_from_before_tree_counts_loads_with_the_single_count_it_was_fitted_with(
+        tmp_path):
+    """Files written before ``tree_counts`` / ``tree_learning_rate`` existed had one tree
+    candidate: 150 trees at learning rate 0.05."""
+    model, archs = _fitted_with_trees()
+    path = save_predictor(tmp_path / "m.json", model, target_column="dev_t")
+    doc = json.loads(path.read_text())
+    hyper = doc["payload"]["hyper_parameters"]
+    assert hyper["tree_counts"] == list(model.tree_counts)
+    del hyper["tree_counts"], hyper["tree_learning_rate"]
+    _write_with_valid_checksum(path, doc)
+    loaded = load_predictor(path)
+    assert loaded.tree_counts == (150,) and loaded.tree_learning_rate == 0.05
     np.testing.assert_array_equal(loaded.predict(archs), model.predict(archs))

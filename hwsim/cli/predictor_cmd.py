@@ -287,6 +287,14 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         except ValueError:
             raise LatencyError(f"--tree-min-rows must be an integer or 'none', got "
                                f"{args.tree_min_rows!r}") from None
+    if args.tree_counts is not None:
+        if args.kind != "cv_select":
+            raise LatencyError(f"--tree-counts applies to --kind cv_select, not {args.kind}")
+        try:
+            options["tree_counts"] = tuple(int(v) for v in args.tree_counts.split(","))
+        except ValueError:
+            raise LatencyError(f"--tree-counts must be comma-separated integers, got "
+                               f"{args.tree_counts!r}") from None
     predictor = ESTIMATORS[args.kind](space=space, **options)
     try:
         predictor.fit(archs, y, source=source)
@@ -395,6 +403,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="cv_select: fewest training rows at which the 'log_blend + trees' "
                           "candidate (gradient-boosted residual trees) is tried (default 200; "
                           "'none': never)")
+    fit.add_argument("--tree-counts", default=None,
+                     help="cv_select: comma-separated numbers of residual trees; "
+                          "cross-validation picks one (default 25,50,100,200,400,800)")
     fit.add_argument("--out", required=True, help="model file to write (JSON)")
     fit.add_argument("--seed", type=int, default=0, help="kernels: random seed")
     fit.add_argument("--adaptive-rounds", type=int, default=0,

@@ -23,9 +23,10 @@ Three estimators:
   ridge-penalised), the log-linear blend above, geometric means of the two, and -- from
   ``tree_min_rows`` training rows (default 200) -- the log blend plus gradient-boosted
   residual trees (:class:`ResidualTreesModel`, for devices whose cost of an op depends on
-  its neighbours). The non-negative additive form is the physical prior that a network's
-  latency is a sum of per-op costs >= 0; with 10 rows it constrains the fit far more than
-  ridge's shrinkage towards zero.
+  its neighbours; the number of trees is chosen by cross-validation from ``tree_counts``).
+  The non-negative additive form is the physical prior that a network's latency is a sum of
+  per-op costs >= 0; with 10 rows it constrains the fit far more than ridge's shrinkage
+  towards zero.
 
 Alternatives measured during development on ``../shared/data/latency`` (leave-one-device-out,
 2-3 draws; not part of ``tools/bench_arch_predictor.py``) that did not beat these: principal
@@ -315,9 +316,12 @@ def _fit_nonneg_additive(source_ms: np.ndarray | None, arch_block: np.ndarray | 
 # Residual trees (non-additive correction in log space)
 # ----------------------------------------------------------------------------------------------
 
+# the number of trees and the learning rate are the estimator's ``tree_counts`` and
+# ``tree_learning_rate``
 DEFAULT_TREE_PARAMS: dict[str, float | int] = {
-    "n_estimators": 150, "max_depth": 3, "learning_rate": 0.05, "subsample": 0.8,
-    "min_samples_leaf": 5}
+    "max_depth": 3, "subsample": 0.8, "min_samples_leaf": 5}
+DEFAULT_TREE_COUNTS: tuple[int, ...] = (25, 50, 100, 200, 400, 800)
+DEFAULT_TREE_LEARNING_RATE = 0.1
 
 
 @dataclass(frozen=True)
@@ -342,12 +346,19 @@ class ResidualTreesModel:
         return self.ensemble.predict_log(x)
 
 
+def _tree_inputs(log_source: np.ndarray | None, arch_features: np.ndarray) -> np.ndarray:
+    return arch_features if log_source is None else np.hstack([arch_features, log_source])
+
+
 def _fit_residual_trees(log_source: np.ndarray | None, arch_features: np.ndarray,
-                        residual_log: np.ndarray, params: dict) -> ResidualTreesModel:
+                        residual_log: np.ndarray, params: dict
+                        ) -> tuple[ResidualTreesModel, object]:
+    """Gradient boosting (scikit-learn, ``params``, seed 0) on the residuals; also returns the
+    scikit-learn estimator (cross-validation reads its staged predictions)."""
     n_source = 0 if log_source is None else log_source.shape[1]
-    x = arch_features if not n_source else np.hstack([arch_features, log_source])
-    ens, _ = fit_ensemble("gradient_boosting", params, x, residual_log, seed=0)
-    return ResidualTreesModel(ens, n_source)
+    ens, est = fit_ensemble("gradient_boosting", params, _tree_inputs(log_source, arch_features),
+                            residual_log, seed=0)
+    return ResidualTreesModel(ens, n_source), est
 
 
 # ----------------------------------------------------------------------------------------------
@@ -576,7 +587,7 @@ class _Candidate:
     penalty: float
     blocks: tuple[str, ...]  # additive feature blocks; ("log_blend",) for the log-linear blend
     with_log_blend: bool = False  # geometric mean of this additive model and the log blend
-    with_trees: bool = False  # log blend + residual trees
+    tree_counts: tuple[int, ...] = ()  # log blend + residual trees; CV picks the count
 
 
 class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
@@ -588,9 +599,14 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
     ``alphas``), then the geometric mean of each additive candidate with that log-linear blend
     (``"<additive> x log_blend"``; its CV prediction is the mean of the two CV log predictions,
     same folds), and, with at least ``tree_min_rows`` training rows (``None``: never), the log
-    blend plus :class:`ResidualTreesModel` fitted to its in-sample log residuals
-    (``"log_blend + trees"``, ``DEFAULT_TREE_PARAMS``). Each is scored by cross-validated mean
-    squared log error on the training rows
+    blend plus :class:`ResidualTreesModel` fitted to its in-sample log residuals (gradient
+    boosting with ``DEFAULT_TREE_PARAMS`` and ``tree_learning_rate``). Its number of trees is the
+    one of ``tree_counts`` with the smallest CV error (within a fold one fit of the largest
+    count gives every smaller count's prediction, as boosting adds trees in sequence), so it
+    grows with what the data supports (counts above the number of training rows are not
+    tried, except the smallest); the candidate is then named ``"log_blend + trees(K)"``
+    and scored with that count's CV error (``selection_["tree_counts_cv"]`` has every count's).
+    Each candidate is scored by cross-validated mean squared log error on the training rows
     (leave-one-out when there are at most ``loo_max_rows`` rows, else ``n_folds`` folds with a
     fixed shuffle). The choice follows the one-standard-error rule: the simplest candidate whose
     CV error is within one standard error of the smallest. The chosen candidate is refitted on
@@ -603,18 +619,25 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
     """
 
     _param_names = ("space", "penalties", "n_folds", "loo_max_rows", "alphas",
-                    "min_fraction_of_median", "tree_min_rows")
+                    "min_fraction_of_median", "tree_min_rows", "tree_counts",
+                    "tree_learning_rate")
     _fitted_fields = ("selection",)
-    _params_added_later = {"tree_min_rows": None}
+    # files from before a parameter existed were fitted as these values say
+    _params_added_later = {"tree_min_rows": None, "tree_counts": (150,),
+                           "tree_learning_rate": 0.05}
 
     def __init__(self, space: str = "nb201", penalties: tuple[float, ...] = DEFAULT_PENALTIES,
                  n_folds: int = 10, loo_max_rows: int = 20,
                  alphas: tuple[float, ...] = DEFAULT_ALPHAS,
                  min_fraction_of_median: float = DEFAULT_MIN_FRACTION_OF_MEDIAN,
-                 tree_min_rows: int | None = DEFAULT_TREE_MIN_ROWS) -> None:
+                 tree_min_rows: int | None = DEFAULT_TREE_MIN_ROWS,
+                 tree_counts: tuple[int, ...] = DEFAULT_TREE_COUNTS,
+                 tree_learning_rate: float = DEFAULT_TREE_LEARNING_RATE) -> None:
         self.space = space
         self.penalties = penalties
         self.tree_min_rows = tree_min_rows
+        self.tree_counts = tree_counts
+        self.tree_learning_rate = tree_learning_rate
         self.alphas = alphas
         self.n_folds = n_folds
         self.loo_max_rows = loo_max_rows
@@ -634,6 +657,17 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
             raise PredictorError(
                 f"tree_min_rows must be None (no tree candidate) or an integer >= "
                 f"{2 * MIN_TRAIN_ROWS}, got {v!r}")
+        counts = self.tree_counts
+        if (isinstance(counts, str) or not hasattr(counts, "__iter__") or not len(counts)
+                or any(isinstance(c, bool) or not isinstance(c, int | np.integer) or c < 1
+                       for c in counts)):
+            raise PredictorError(f"tree_counts must be a non-empty sequence of integers >= 1, "
+                                 f"got {counts!r}")
+        self.tree_counts = tuple(sorted({int(c) for c in counts}))
+        lr = self.tree_learning_rate
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr <= 1:
+            raise PredictorError(f"tree_learning_rate must be a number in (0, 1], got {lr!r}")
+        self.tree_learning_rate = float(lr)
 
     def candidates(self, n_rows: int | None = None) -> list[_Candidate]:
         """The candidate models for ``n_rows`` training rows (``None``: without the tree
@@ -647,7 +681,9 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
                 for c in out[:-1]]
         if (n_rows is not None and self.tree_min_rows is not None
                 and n_rows >= self.tree_min_rows):
-            out.append(_Candidate("log_blend + trees", 0.0, ("log_blend",), with_trees=True))
+            counts = tuple(k for k in self.tree_counts if k <= n_rows) or self.tree_counts[:1]
+            out.append(_Candidate("log_blend + trees", 0.0, ("log_blend",),
+                                  tree_counts=counts))
         return out
 
     def _fit_candidate(self, cand: _Candidate, log_source: np.ndarray | None,
@@ -659,13 +695,11 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
             log, w_log = self._fit_candidate(
                 _Candidate("log_blend", 0.0, ("log_blend",)), log_source, features, y_log)
             return add + log, [0.5 * w for w in w_add + w_log]
-        if cand.with_trees:
+        if cand.tree_counts:
             log, w_log = self._fit_candidate(
                 _Candidate("log_blend", 0.0, ("log_blend",)), log_source, features, y_log)
-            fitted = sum(w * m.predict_log(log_source, features)
-                         for w, m in zip(w_log, log, strict=True))
-            trees = _fit_residual_trees(log_source, features, y_log - fitted,
-                                        DEFAULT_TREE_PARAMS)
+            trees, _ = self._fit_trees(log, w_log, log_source, features, y_log,
+                                       max(cand.tree_counts))
             return log + [trees], w_log + [1.0]
         if cand.blocks == ("log_blend",):
             blend = FewShotLatencyPredictor(space=self.space, alphas=self.alphas)
@@ -679,13 +713,26 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
                                      cand.penalty)
         return [model], [1.0]
 
+    def _fit_trees(self, log: list, w_log: list[float], log_source: np.ndarray | None,
+                   features: np.ndarray, y_log: np.ndarray, n_trees: int
+                   ) -> tuple[ResidualTreesModel, object]:
+        fitted = sum(w * m.predict_log(log_source, features) for w, m in zip(w_log, log,
+                                                                             strict=True))
+        params = {**DEFAULT_TREE_PARAMS, "n_estimators": int(n_trees),
+                  "learning_rate": self.tree_learning_rate}
+        return _fit_residual_trees(log_source, features, y_log - fitted, params)
+
     def _fit_components(self, log_source, features, y_log):
         n = y_log.size
         k = n if n <= self.loo_max_rows else min(self.n_folds, n)
         folds = np.random.default_rng(0).permutation(n) % k
         cands = self.candidates(n)
         cv_log = np.zeros((len(cands), n))
-        base = [c for c, cand in enumerate(cands) if not cand.with_log_blend]
+        base = [c for c, cand in enumerate(cands) if not cand.with_log_blend
+                and not cand.tree_counts]
+        tree_idx = next((c for c, cand in enumerate(cands) if cand.tree_counts), None)
+        counts = () if tree_idx is None else cands[tree_idx].tree_counts
+        tree_cv = np.zeros((len(counts), n))
         log_idx = next(c for c in base if cands[c].name == "log_blend")
         for fold in range(k):
             test = folds == fold
@@ -697,6 +744,23 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
                                                      y_log[train])
                 cv_log[c, test] = sum(w * m.predict_log(src_te, features[test])
                                       for w, m in zip(weights, comps, strict=True))
+                if c == log_idx:
+                    log_comps, log_weights = comps, weights
+            if counts:  # one fit of the most trees; fewer trees = an earlier stage of it
+                _, est = self._fit_trees(log_comps, log_weights, src_tr, features[train],
+                                         y_log[train], max(counts))
+                row = {k: i for i, k in enumerate(counts)}
+                x_te = _tree_inputs(src_te, features[test])
+                for stage, resid in enumerate(est.staged_predict(x_te), start=1):  # type: ignore[attr-defined]
+                    if stage in row:
+                        tree_cv[row[stage], test] = cv_log[log_idx, test] + resid
+        tree_sq = (tree_cv - y_log) ** 2
+        if counts:
+            best_count = int(np.argmin(tree_sq.mean(axis=1)))
+            cv_log[tree_idx] = tree_cv[best_count]
+            k_best = counts[best_count]
+            cands[tree_idx] = _Candidate(f"log_blend + trees({k_best})", 0.0, ("log_blend",),
+                                         tree_counts=(k_best,))
         for c, cand in enumerate(cands):
             if cand.with_log_blend:  # same folds: the blend's CV prediction is the mean of logs
                 add = next(b for b in base if cands[b].blocks == cand.blocks
@@ -720,7 +784,11 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
             "n_folds": int(k),
             "candidates": [{"name": c.name, "penalty": c.penalty, "cv_mse_log": float(m),
                             "cv_se_log": float(e)} for c, m, e in zip(cands, mse, se, strict=True)],
-            "rejected_zero_latency": rejected}
+            "rejected_zero_latency": rejected,
+            "tree_counts_cv": [{"n_trees": int(c), "cv_mse_log": float(m), "cv_se_log": float(e)}
+                               for c, m, e in zip(counts, tree_sq.mean(axis=1),
+                                                  tree_sq.std(axis=1, ddof=1) / np.sqrt(n),
+                                                  strict=True)]}
         return comps, weights, cv_log[chosen]
 
 

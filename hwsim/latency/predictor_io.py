@@ -26,13 +26,14 @@ File layout (``FORMAT_VERSION`` 1)::
 
 A component without ``type`` is ``log_linear`` (files written before ``cv_select`` existed); a
 ``cv_select`` file without ``tree_min_rows`` was fitted before the tree candidate existed and
-loads with ``tree_min_rows = None`` (what it was fitted with). Trees are stored as in the
-kernel-level files below.
+loads with ``tree_min_rows = None`` (what it was fitted with); one without ``tree_counts`` /
+``tree_learning_rate`` had a single tree count and loads with ``(150,)`` / ``0.05``. Trees are
+stored as in the kernel-level files below.
 
 The checksum is SHA-256 of ``json.dumps(payload, sort_keys=True, separators=(",", ":"))``; JSON
 floats are written with Python's shortest round-trip repr, so a load re-serialises to the same
 bytes and the fitted numbers come back bit-identical. Fitted models are plain arrays evaluated by
-our numpy code, so files load on any newer numpy/scikit-learn.
+our numpy / numba code, so files load on any newer numpy/scikit-learn.
 
 Kernel-level predictors (kind ``kernel_trees``, space ``kernels``;
 ``hwsim.latency.kernel_predictor``) store per kernel type the log-linear baseline and every

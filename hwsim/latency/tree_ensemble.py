@@ -1,4 +1,4 @@
-"""Regression-tree ensembles stored as plain arrays and evaluated by numpy.
+"""Regression-tree ensembles stored as plain arrays and evaluated by our own numba kernel.
 
 scikit-learn fits the ensembles (random forest, gradient boosting); :func:`fit_ensemble` copies
 every fitted tree into a :class:`Tree` of plain arrays, and :meth:`TreeEnsemble.predict_log`
@@ -12,14 +12,14 @@ the architecture-level predictor (``arch_predictor``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
+import numba
 import numpy as np
 
 from hwsim.errors import PredictorError
 
 MODEL_KINDS = ("random_forest", "gradient_boosting")
-
-
 
 
 @dataclass(frozen=True)
@@ -52,18 +52,24 @@ class Tree:
                 not np.all(np.isfinite(self.value[~inner])):
             raise PredictorError(f"{where}: thresholds and leaf values must be finite")
 
-    def apply(self, x32: np.ndarray) -> np.ndarray:
-        """Leaf values for rows of ``x32`` (float32 features)."""
-        node = np.zeros(x32.shape[0], dtype=np.int64)
-        rows = np.arange(x32.shape[0])
-        while True:
-            feat = self.feature[node]
-            active = feat >= 0
-            if not active.any():
-                return self.value[node]
-            r, n, f = rows[active], node[active], feat[active]
-            go_left = x32[r, f] <= self.threshold[n]
-            node[active] = np.where(go_left, self.left[n], self.right[n])
+
+@numba.njit(cache=True, nogil=True)
+def _sum_of_leaves(x32: np.ndarray, feature: np.ndarray, threshold: np.ndarray,
+                   left: np.ndarray, right: np.ndarray, value: np.ndarray,
+                   roots: np.ndarray) -> np.ndarray:
+    """Per row: the sum over trees (in order) of the leaf each tree sends the row to; the
+    float32 feature is compared with the float64 threshold, as scikit-learn does."""
+    out = np.zeros(x32.shape[0])
+    for t in range(roots.size):
+        for i in range(x32.shape[0]):
+            node = roots[t]
+            while feature[node] >= 0:
+                if x32[i, feature[node]] <= threshold[node]:
+                    node = left[node]
+                else:
+                    node = right[node]
+            out[i] += value[node]
+    return out
 
 
 @dataclass(frozen=True)
@@ -77,12 +83,33 @@ class TreeEnsemble:
     trees: tuple[Tree, ...]
     hyper_parameters: dict
 
+    @cached_property
+    def _packed(self) -> tuple[np.ndarray, ...]:
+        """All trees in one set of arrays; child indices shifted to the packed positions."""
+        sizes = np.array([t.feature.size for t in self.trees], dtype=np.int64)
+        roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        shift = np.repeat(roots, sizes)
+        feature = np.concatenate([t.feature for t in self.trees]).astype(np.int64)
+        leaf = feature < 0
+        left = np.where(leaf, -1, np.concatenate([t.left for t in self.trees]) + shift)
+        right = np.where(leaf, -1, np.concatenate([t.right for t in self.trees]) + shift)
+        return (feature, np.concatenate([t.threshold for t in self.trees]).astype(np.float64),
+                left.astype(np.int64), right.astype(np.int64),
+                np.concatenate([t.value for t in self.trees]).astype(np.float64), roots)
+
     def predict_log(self, x: np.ndarray) -> np.ndarray:
-        x32 = np.asarray(x, dtype=np.float32)
-        acc = np.zeros(x32.shape[0], dtype=np.float64)
-        for tree in self.trees:
-            acc += tree.apply(x32)
-        return self.base + self.scale * acc
+        """``base + scale * sum(tree(x))`` per row of ``x`` (features cast to float32)."""
+        x32 = np.ascontiguousarray(x, dtype=np.float32)
+        if x32.ndim != 2:
+            raise PredictorError(f"tree ensemble input must be 2-D (rows x features), got "
+                                 f"shape {x32.shape}")
+        if not self.trees:
+            return np.full(x32.shape[0], self.base)
+        packed = self._packed
+        if x32.shape[1] <= int(packed[0].max(initial=-1)):
+            raise PredictorError(f"tree ensemble tests feature {int(packed[0].max())}, but the "
+                                 f"input has only {x32.shape[1]} features")
+        return self.base + self.scale * _sum_of_leaves(x32, *packed)
 
 
 def _tree_from_sklearn(est: object) -> Tree:
