@@ -325,6 +325,20 @@ def test_tree_candidate_learns_an_op_interaction_the_other_candidates_cannot():
     assert np.mean(lw[~pair] ** 2) < 1.1 * np.mean(lo[~pair] ** 2)
 
 
+def test_tree_count_grid_stops_at_the_first_rise_of_the_cv_error():
+    """Additive latencies with noise: residual trees can only fit noise, so more of them do
+    worse in CV and the ascending grid stops without fitting the largest counts."""
+    archs, y, table = synthetic_space(n=400, noise=0.05)
+    counts = (10, 40, 160, 640)
+    est = CrossValidatedLatencyPredictor(space="nb201", tree_min_rows=200,
+                                         tree_counts=counts).fit(archs, y, source=table)
+    tried = est.selection_["tree_counts_cv"]
+    mse = [c["cv_mse_log"] for c in tried]
+    assert [c["n_trees"] for c in tried] == list(counts[:len(tried)])
+    assert len(tried) < len(counts) and mse[-1] > mse[-2]
+    assert all(a >= b for a, b in zip(mse[:-2], mse[1:-1], strict=True))
+
+
 def test_residual_trees_evaluate_like_scikit_learn_on_the_same_inputs():
     from sklearn.ensemble import GradientBoostingRegressor
 

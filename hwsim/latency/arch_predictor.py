@@ -55,7 +55,7 @@ from scipy.optimize import nnls
 from hwsim.errors import PredictorError
 from hwsim.latency import arch_encoding
 from hwsim.latency.metrics import DEFAULT_MIN_FRACTION_OF_MEDIAN, LatencyMetrics, latency_metrics
-from hwsim.latency.tree_ensemble import TreeEnsemble, fit_ensemble
+from hwsim.latency.tree_ensemble import TreeEnsemble, fit_ensemble, sklearn_estimator
 
 DEFAULT_ALPHAS: tuple[float, ...] = tuple(float(a) for a in np.logspace(-4, 4, 33))
 DEFAULT_ARCH_WEIGHTS: tuple[float, ...] = (0.0, 0.03, 0.1, 0.3, 1.0)
@@ -601,10 +601,10 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
     same folds), and, with at least ``tree_min_rows`` training rows (``None``: never), the log
     blend plus :class:`ResidualTreesModel` fitted to its in-sample log residuals (gradient
     boosting with ``DEFAULT_TREE_PARAMS`` and ``tree_learning_rate``). Its number of trees is the
-    one of ``tree_counts`` with the smallest CV error (within a fold one fit of the largest
-    count gives every smaller count's prediction, as boosting adds trees in sequence), so it
-    grows with what the data supports (counts above the number of training rows are not
-    tried, except the smallest); the candidate is then named ``"log_blend + trees(K)"``
+    one of ``tree_counts`` with the smallest CV error, so it grows with what the data supports:
+    the counts are tried in ascending order, each fold's boosting run growing by warm start,
+    until the CV error rises (counts above the number of training rows are not tried, except
+    the smallest); the candidate is then named ``"log_blend + trees(K)"``
     and scored with that count's CV error (``selection_["tree_counts_cv"]`` has every count's).
     Each candidate is scored by cross-validated mean squared log error on the training rows
     (leave-one-out when there are at most ``loo_max_rows`` rows, else ``n_folds`` folds with a
@@ -718,9 +718,34 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
                    ) -> tuple[ResidualTreesModel, object]:
         fitted = sum(w * m.predict_log(log_source, features) for w, m in zip(w_log, log,
                                                                              strict=True))
-        params = {**DEFAULT_TREE_PARAMS, "n_estimators": int(n_trees),
-                  "learning_rate": self.tree_learning_rate}
-        return _fit_residual_trees(log_source, features, y_log - fitted, params)
+        return _fit_residual_trees(log_source, features, y_log - fitted,
+                                   self._tree_params(n_trees))
+
+    def _tree_params(self, n_trees: int) -> dict:
+        return {**DEFAULT_TREE_PARAMS, "n_estimators": int(n_trees),
+                "learning_rate": self.tree_learning_rate}
+
+    def _cv_tree_counts(self, counts: tuple[int, ...], fold_trees: list, cv_blend: np.ndarray,
+                        y_log: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
+        """CV log predictions of the log blend + K trees for K in ``counts`` ascending; each
+        fold's boosting run grows by warm start from one count to the next (the same trees as
+        one run of the larger count), and the grid stops at the first count whose CV error
+        exceeds the previous one's. Returns the counts tried and their CV predictions."""
+        tree_cv = np.zeros((len(counts), y_log.size))
+        ests = [sklearn_estimator("gradient_boosting", {**self._tree_params(counts[0]),
+                                                        "warm_start": True}, seed=0)
+                for _ in fold_trees]
+        prev = np.inf
+        for j, k in enumerate(counts):
+            for est, (test, x_tr, r_tr, x_te) in zip(ests, fold_trees, strict=True):
+                est.set_params(n_estimators=int(k))  # type: ignore[attr-defined]
+                est.fit(x_tr, r_tr)  # type: ignore[attr-defined]
+                tree_cv[j, test] = cv_blend[test] + est.predict(x_te)  # type: ignore[attr-defined]
+            mse = float(np.mean((tree_cv[j] - y_log) ** 2))
+            if mse > prev:
+                return counts[:j + 1], tree_cv[:j + 1]
+            prev = mse
+        return counts, tree_cv
 
     def _fit_components(self, log_source, features, y_log):
         n = y_log.size
@@ -732,7 +757,7 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
                 and not cand.tree_counts]
         tree_idx = next((c for c, cand in enumerate(cands) if cand.tree_counts), None)
         counts = () if tree_idx is None else cands[tree_idx].tree_counts
-        tree_cv = np.zeros((len(counts), n))
+        fold_trees = []  # per fold: test mask, tree inputs and residuals of its train rows
         log_idx = next(c for c in base if cands[c].name == "log_blend")
         for fold in range(k):
             test = folds == fold
@@ -746,14 +771,12 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
                                       for w, m in zip(weights, comps, strict=True))
                 if c == log_idx:
                     log_comps, log_weights = comps, weights
-            if counts:  # one fit of the most trees; fewer trees = an earlier stage of it
-                _, est = self._fit_trees(log_comps, log_weights, src_tr, features[train],
-                                         y_log[train], max(counts))
-                row = {k: i for i, k in enumerate(counts)}
-                x_te = _tree_inputs(src_te, features[test])
-                for stage, resid in enumerate(est.staged_predict(x_te), start=1):  # type: ignore[attr-defined]
-                    if stage in row:
-                        tree_cv[row[stage], test] = cv_log[log_idx, test] + resid
+            if counts:
+                fitted = sum(w * m.predict_log(src_tr, features[train])
+                             for w, m in zip(log_weights, log_comps, strict=True))
+                fold_trees.append((test, _tree_inputs(src_tr, features[train]),
+                                   y_log[train] - fitted, _tree_inputs(src_te, features[test])))
+        counts, tree_cv = self._cv_tree_counts(counts, fold_trees, cv_log[log_idx], y_log)
         tree_sq = (tree_cv - y_log) ** 2
         if counts:
             best_count = int(np.argmin(tree_sq.mean(axis=1)))

@@ -123,7 +123,8 @@ def _tree_from_sklearn(est: object) -> Tree:
     return Tree(feature, threshold, left, right, value)
 
 
-def _sklearn_model(model: str, params: dict, seed: int) -> object:
+def sklearn_estimator(model: str, params: dict, seed: int) -> object:
+    """The unfitted scikit-learn ensemble that :func:`fit_ensemble` fits."""
     if model == "random_forest":
         from sklearn.ensemble import RandomForestRegressor
 
@@ -139,7 +140,7 @@ def fit_ensemble(model: str, params: dict, x: np.ndarray, y_log: np.ndarray, see
                  ) -> tuple[TreeEnsemble, object]:
     """Fit a scikit-learn ensemble on (x, log ms) and copy it into a ``TreeEnsemble``; also
     returns the scikit-learn estimator (tests compare the two)."""
-    est = _sklearn_model(model, params, seed)
+    est = sklearn_estimator(model, params, seed)
     est.fit(np.asarray(x, dtype=np.float64), y_log)  # type: ignore[attr-defined]
     if model == "random_forest":
         trees = tuple(_tree_from_sklearn(e) for e in est.estimators_)  # type: ignore[attr-defined]
