@@ -349,7 +349,7 @@ def test_residual_trees_evaluate_like_scikit_learn_on_the_same_inputs():
     log_src = np.log(table.lookup(ae.arch_keys("nb201", archs)))
     resid = np.log(y) - np.log(y).mean()
     params = {**DEFAULT_TREE_PARAMS, "n_estimators": 120, "learning_rate": 0.1}
-    model, _ = _fit_residual_trees(log_src, feats, resid, params)
+    model = _fit_residual_trees(log_src, feats, resid, params)
     assert len(model.ensemble.trees) == 120
     ref = GradientBoostingRegressor(random_state=0, **params).fit(
         np.hstack([feats, log_src]), resid)

@@ -324,6 +324,10 @@ DEFAULT_TREE_COUNTS: tuple[int, ...] = (25, 50, 100, 200, 400, 800)
 DEFAULT_TREE_LEARNING_RATE = 0.1
 
 
+def _tree_inputs(log_source: np.ndarray | None, arch_features: np.ndarray) -> np.ndarray:
+    return arch_features if log_source is None else np.hstack([arch_features, log_source])
+
+
 @dataclass(frozen=True)
 class ResidualTreesModel:
     """Gradient-boosted regression trees whose output (log ms) is *added* to the other
@@ -342,23 +346,23 @@ class ResidualTreesModel:
         if got != self.n_source:
             raise PredictorError(f"residual trees expect {self.n_source} source devices, "
                                  f"got {got}")
-        x = arch_features if not self.n_source else np.hstack([arch_features, log_source])
-        return self.ensemble.predict_log(x)
-
-
-def _tree_inputs(log_source: np.ndarray | None, arch_features: np.ndarray) -> np.ndarray:
-    return arch_features if log_source is None else np.hstack([arch_features, log_source])
+        return self.ensemble.predict_log(_tree_inputs(log_source, arch_features))
 
 
 def _fit_residual_trees(log_source: np.ndarray | None, arch_features: np.ndarray,
-                        residual_log: np.ndarray, params: dict
-                        ) -> tuple[ResidualTreesModel, object]:
-    """Gradient boosting (scikit-learn, ``params``, seed 0) on the residuals; also returns the
-    scikit-learn estimator (cross-validation reads its staged predictions)."""
+                        residual_log: np.ndarray, params: dict) -> ResidualTreesModel:
+    """Gradient boosting (scikit-learn, ``params``, seed 0) on the log residuals."""
     n_source = 0 if log_source is None else log_source.shape[1]
-    ens, est = fit_ensemble("gradient_boosting", params, _tree_inputs(log_source, arch_features),
-                            residual_log, seed=0)
-    return ResidualTreesModel(ens, n_source), est
+    ens, _ = fit_ensemble("gradient_boosting", params, _tree_inputs(log_source, arch_features),
+                          residual_log, seed=0)
+    return ResidualTreesModel(ens, n_source)
+
+
+def _sum_log(comps: list, weights: list[float], log_source: np.ndarray | None,
+             features: np.ndarray) -> np.ndarray:
+    """Weighted sum of components' log predictions (a fitted candidate's log prediction)."""
+    return sum(w * m.predict_log(log_source, features)
+               for w, m in zip(weights, comps, strict=True))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -698,8 +702,9 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
         if cand.tree_counts:
             log, w_log = self._fit_candidate(
                 _Candidate("log_blend", 0.0, ("log_blend",)), log_source, features, y_log)
-            trees, _ = self._fit_trees(log, w_log, log_source, features, y_log,
-                                       max(cand.tree_counts))
+            resid = y_log - _sum_log(log, w_log, log_source, features)
+            trees = _fit_residual_trees(log_source, features, resid,
+                                        self._tree_params(max(cand.tree_counts)))
             return log + [trees], w_log + [1.0]
         if cand.blocks == ("log_blend",):
             blend = FewShotLatencyPredictor(space=self.space, alphas=self.alphas)
@@ -713,14 +718,6 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
                                      cand.penalty)
         return [model], [1.0]
 
-    def _fit_trees(self, log: list, w_log: list[float], log_source: np.ndarray | None,
-                   features: np.ndarray, y_log: np.ndarray, n_trees: int
-                   ) -> tuple[ResidualTreesModel, object]:
-        fitted = sum(w * m.predict_log(log_source, features) for w, m in zip(w_log, log,
-                                                                             strict=True))
-        return _fit_residual_trees(log_source, features, y_log - fitted,
-                                   self._tree_params(n_trees))
-
     def _tree_params(self, n_trees: int) -> dict:
         return {**DEFAULT_TREE_PARAMS, "n_estimators": int(n_trees),
                 "learning_rate": self.tree_learning_rate}
@@ -732,6 +729,8 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
         one run of the larger count), and the grid stops at the first count whose CV error
         exceeds the previous one's. Returns the counts tried and their CV predictions."""
         tree_cv = np.zeros((len(counts), y_log.size))
+        if not counts:
+            return counts, tree_cv
         ests = [sklearn_estimator("gradient_boosting", {**self._tree_params(counts[0]),
                                                         "warm_start": True}, seed=0)
                 for _ in fold_trees]
@@ -767,15 +766,14 @@ class CrossValidatedLatencyPredictor(_ArchLatencyEstimator):
             for c in base:
                 comps, weights = self._fit_candidate(cands[c], src_tr, features[train],
                                                      y_log[train])
-                cv_log[c, test] = sum(w * m.predict_log(src_te, features[test])
-                                      for w, m in zip(weights, comps, strict=True))
+                cv_log[c, test] = _sum_log(comps, weights, src_te, features[test])
                 if c == log_idx:
                     log_comps, log_weights = comps, weights
             if counts:
-                fitted = sum(w * m.predict_log(src_tr, features[train])
-                             for w, m in zip(log_weights, log_comps, strict=True))
-                fold_trees.append((test, _tree_inputs(src_tr, features[train]),
-                                   y_log[train] - fitted, _tree_inputs(src_te, features[test])))
+                resid = y_log[train] - _sum_log(log_comps, log_weights, src_tr,
+                                                features[train])
+                fold_trees.append((test, _tree_inputs(src_tr, features[train]), resid,
+                                   _tree_inputs(src_te, features[test])))
         counts, tree_cv = self._cv_tree_counts(counts, fold_trees, cv_log[log_idx], y_log)
         tree_sq = (tree_cv - y_log) ** 2
         if counts:
