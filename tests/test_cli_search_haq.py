@@ -103,6 +103,16 @@ def test_final_finetune_is_applied_alike_to_every_reported_policy(capsys, tmp_pa
         policy = [(p["weight_bits"], p["activation_bits"]) for p in entry["policy"].values()]
         assert final["accuracy"] == ev.accuracy(policy, "test"), name
         assert final["val_accuracy"] == ev.accuracy(policy, "val"), name
+    # the search's and the final fine-tune's accuracies share one cache file; a rerun finds both
+    cache = json.loads((out_dir / "accuracy_cache.json").read_text())["entries"]
+    assert len(cache) == 2 and all(cache.values())
+    code, _, _ = _run(capsys, "search", "haq", "--device", str(device), "--model",
+                      "digits_cnn", "--budget", "latency=0.75", "--episodes", "2",
+                      "--finetune-epochs", "0", "--final-finetune-epochs", "1", "--out",
+                      str(out_dir), "--no-progress")
+    assert code == 0
+    assert json.loads((out_dir / "result.json").read_text())["evaluations"][
+        "measured_this_run"] == 0
 
 
 def test_nll_reward_metric_drives_reward_and_sensitivities(capsys, tmp_path):
