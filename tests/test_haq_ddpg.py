@@ -154,3 +154,33 @@ def test_config_rejects_bad_hyper_parameters():
             d.replay_per_layer, d.warmup, d.noise_sigma, d.noise_decay, d.episodes) == \
         (300, 300, 1e-4, 1e-3, 0.01, 1.0, 64, 128, 20, 0.5, 0.99, 600)
     assert d.sigma(20) == 0.5 and d.sigma(120) == pytest.approx(0.5 * 0.99 ** 100)
+
+
+class _SaturatedEvaluator(_Evaluator):
+    """Top-1 that saturates like a small validation split: every policy scores 0.9 or 0.95."""
+
+    def accuracy(self, policy, split: str = "val") -> float:
+        return 0.95 if super().accuracy(policy, split) > 0.8 else 0.9
+
+
+def test_ties_at_the_best_reward_go_to_the_lowest_tie_break_then_the_earliest():
+    ev = _SaturatedEvaluator()
+    costs = _costs(ev)
+    config = replace(CONFIG, episodes=12)
+    plain = run_haq(ev, costs, 0.55 * costs.uniform(8), config, progress=False)
+    top = max(e.reward for e in plain.episodes)
+    tied = [e for e in plain.episodes if e.reward == top]
+    assert len(tied) >= 3 and plain.tied_at_best == len(tied)  # the case this rule is for
+    assert plain.policy == tied[0].policy  # no tie-break: the earliest, as HAQ
+    # tie-break: total bits of the policy (lower wins)
+    score = {tuple(e.policy): sum(w + a for w, a in e.policy) for e in tied}
+    want = min(tied, key=lambda e: (score[tuple(e.policy)], e.episode))
+    assert want.episode != tied[0].episode  # so the rule is seen to act
+    broken = run_haq(ev, costs, 0.55 * costs.uniform(8), config, progress=False,
+                     tie_break=lambda p: float(sum(w + a for w, a in p)))
+    assert broken.episodes == plain.episodes  # the search itself is unchanged
+    assert (broken.policy, broken.cost) == (want.policy, want.cost)
+    asked = []
+    run_haq(ev, costs, 0.55 * costs.uniform(8), config, progress=False,
+            tie_break=lambda p: asked.append(tuple(p)) or 0.0)
+    assert set(asked) <= {tuple(e.policy) for e in tied}  # only tied episodes are scored

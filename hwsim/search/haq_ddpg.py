@@ -21,7 +21,10 @@ Deviations from HAQ's code:
 - All randomness of the search (warm-up actions, noise, replay sampling) comes from one seeded
   ``numpy.random.Generator``; torch's global RNG is used only to initialise the networks, inside
   ``torch.random.fork_rng`` seeded with ``seed`` (the caller's torch RNG state is untouched).
-- The best policy is the one with the highest reward (ties: the earliest), as HAQ.
+- The best policy is the one with the highest reward, as HAQ; among episodes tied at that
+  reward (common with top-1 on a small validation split) the one with the lowest
+  ``tie_break(policy)`` if the caller gives one (``haq_run``: the validation NLL measured with
+  the accuracy), then the earliest (HAQ: the earliest).
 
 Checkpoint: one file written by ``torch.save`` (temporary name, then ``os.replace``) after every
 episode, holding only tensors, numbers, strings, lists and dicts: the four networks' and two
@@ -40,6 +43,7 @@ import json
 import os
 import pickle  # only for the error class torch.load raises on a corrupt file
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -114,12 +118,14 @@ class HaqEpisode:
 
 @dataclass(frozen=True)
 class HaqSearchResult:
-    """Best policy by reward with its cost and validation accuracy, and every episode."""
+    """Best policy by reward with its cost and validation accuracy, every episode, and how many
+    episodes were tied at the best reward (the tie-break is in the module docstring)."""
 
     policy: Policy
     cost: float
     accuracy: float
     episodes: list[HaqEpisode]
+    tied_at_best: int = 1
 
 
 class Actor(nn.Module):
@@ -326,28 +332,34 @@ def _episode_from_json(d: dict[str, Any]) -> HaqEpisode:
                       reward=float(d["reward"]))
 
 
-def _result(episodes: list[HaqEpisode]) -> HaqSearchResult:
-    best = episodes[0]
-    for ep in episodes[1:]:
-        if ep.reward > best.reward:
-            best = ep
+def _result(episodes: list[HaqEpisode],
+            tie_break: Callable[[Policy], float] | None = None) -> HaqSearchResult:
+    top = max(ep.reward for ep in episodes)
+    tied = [ep for ep in episodes if ep.reward == top]
+    best = tied[0]
+    if tie_break is not None and len(tied) > 1:
+        best = min(tied, key=lambda ep: (tie_break(list(ep.policy)), ep.episode))
     return HaqSearchResult(policy=list(best.policy), cost=best.cost, accuracy=best.accuracy,
-                           episodes=list(episodes))
+                           episodes=list(episodes), tied_at_best=len(tied))
 
 
 def run_haq(evaluator: AccuracySource, costs: CostTable, budget: float, config: DdpgConfig,
-            checkpoint: str | Path | None = None, progress: bool = True) -> HaqSearchResult:
+            checkpoint: str | Path | None = None, progress: bool = True,
+            tie_break: Callable[[Policy], float] | None = None) -> HaqSearchResult:
     """Search per-layer (weight, activation) bits with HAQ's DDPG under ``budget`` (absolute, in
     ``costs.unit``) for ``config.episodes`` episodes; accuracies from ``evaluator`` (validation
     split). ``checkpoint``: a file written after every episode; if it exists, the search resumes
     from it (SearchError if it belongs to a different search). ``progress``: a tqdm bar on
-    stderr. Same config (seed) and inputs -> same result."""
+    stderr. ``tie_break``: lower is better among the episodes tied at the best reward (module
+    docstring). Same config (seed) and inputs -> same result."""
     with torch_threads(1):
-        return _run_haq(evaluator, costs, budget, config, checkpoint, progress)
+        return _result(_run_haq(evaluator, costs, budget, config, checkpoint, progress),
+                       tie_break)
 
 
 def _run_haq(evaluator: AccuracySource, costs: CostTable, budget: float, config: DdpgConfig,
-             checkpoint: str | Path | None, progress: bool) -> HaqSearchResult:
+             checkpoint: str | Path | None, progress: bool) -> list[HaqEpisode]:
+    """Every episode of the search (resumed from ``checkpoint`` if it exists)."""
     env = HaqEnv(evaluator, costs, budget)
     agent = DdpgAgent(env.state_dim, env.n_layers, config)
     rng = np.random.default_rng(config.seed)
@@ -365,7 +377,7 @@ def _run_haq(evaluator: AccuracySource, costs: CostTable, budget: float, config:
         for ep in episodes:
             env.cache[tuple(ep.policy)] = ep.accuracy
         if len(episodes) >= config.episodes:
-            return _result(episodes[:config.episodes])
+            return episodes[:config.episodes]
     bar = tqdm(total=config.episodes, initial=len(episodes), desc="HAQ search", unit="episode",
                disable=not progress, dynamic_ncols=True)
     try:
@@ -399,7 +411,7 @@ def _run_haq(evaluator: AccuracySource, costs: CostTable, budget: float, config:
             bar.update(1)
     finally:
         bar.close()
-    return _result(episodes)
+    return episodes
 
 
 __all__ = ["DdpgAgent", "DdpgConfig", "HaqEpisode", "HaqSearchResult", "ReplayMemory",

@@ -477,8 +477,11 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
 
     t = time.perf_counter()
     before = ev.evaluations
+    # top-1 on a small validation split ties often; the NLL was measured with each accuracy
+    tie_break = None if with_nll else (lambda policy: ev.nll(policy, "val"))
     search = run_haq(seen, costs, limit, DdpgConfig(episodes=episodes, seed=seed),
-                     checkpoint=out / "haq_checkpoint.pt", progress=progress)
+                     checkpoint=out / "haq_checkpoint.pt", progress=progress,
+                     tie_break=tie_break)
     check_budget("HAQ", search.policy, costs, limit)
     timings["haq_s"] = time.perf_counter() - t
     haq_evaluations = ev.evaluations - before
@@ -490,6 +493,9 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
         "minimum_cost": floor, "bits": list(bits),
         "fixed": {costs.layer_names[i]: list(p) for i, p in sorted(fixed.items())},
         **chosen,
+        "selection": {"tied_at_best_reward": search.tied_at_best,
+                      "tie_break": "earliest" if with_nll else
+                      "lowest validation NLL, then earliest"},
         "fp_val_accuracy": ev.fp_accuracy("val"),
         "episodes": len(search.episodes), "seed": seed, "finetune_epochs": finetune_epochs,
         "final_finetune_epochs": final_finetune_epochs, "reward_metric": reward_metric,
