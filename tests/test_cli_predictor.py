@@ -71,6 +71,28 @@ def test_eval_excludes_training_architectures_and_prints_metrics(files, capsys):
     out = capsys.readouterr().out
     assert "40 training architectures excluded, 360 evaluated" in out
     assert "Spearman rho" in out and "+-10%" in out and "RMSPE" in out
+    assert "residuals in row order" in out and "51-row neighbourhood" in out
+
+
+def test_eval_reports_drift_when_the_test_rows_drift_in_row_order(files, capsys):
+    # The same test rows, their latencies once as measured and once multiplied by a slow drift
+    # of +-25% over the row order: only the drifted file shows a row-to-row correlation.
+    p, full = files
+    assert _fit(p) == 0
+    drifted = full.copy()
+    drifted["new_dev"] *= np.exp(0.25 * np.sin(np.arange(len(full)) * 2 * np.pi / 200))
+    drifted.to_csv(p["dir"] / "drifted.csv", index=False)
+    lag1 = {}
+    for name in ("full", "drifted"):
+        capsys.readouterr()
+        path = p["full"] if name == "full" else p["dir"] / "drifted.csv"
+        assert main(["predictor", "eval", "--model", str(p["model"]), "--test", str(path),
+                     "--target", "new_dev"]) == 0
+        line = [ln for ln in capsys.readouterr().out.splitlines() if "row order" in ln][0]
+        lag1[name] = float(line.split("lag-1 autocorrelation ")[1].split()[0])
+        band = float(line.split("|r| < ")[1].split()[0])
+    assert abs(lag1["full"]) < band < 0.2
+    assert lag1["drifted"] > 0.8
 
 
 def test_fit_without_source_uses_architecture_features_only(files, capsys):

@@ -31,7 +31,8 @@ import pandas as pd
 from hwsim.errors import HwsimError, LatencyError, PredictorError
 from hwsim.latency import arch_encoding
 from hwsim.latency.arch_predictor import ESTIMATORS, SourceTable
-from hwsim.latency.metrics import latency_metrics
+from hwsim.latency.measurement_drift import MIN_ROWS, order_drift
+from hwsim.latency.metrics import degenerate_mask, latency_metrics
 from hwsim.latency.predictor_io import load_predictor, save_predictor
 
 _NON_DEVICE_COLUMNS = ("arch_idx",)
@@ -375,7 +376,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(f"RMSE {m.rmse_ms:.4f} ms  RMSPE {m.rmspe_pct:.3f}%")
     print(f"+-5% {100 * m.acc5:.2f}%  +-10% {100 * m.acc10:.2f}%  +-15% {100 * m.acc15:.2f}%")
     print(f"Spearman rho {m.spearman:.4f}  Kendall tau {m.kendall:.4f}")
+    _print_order_drift(y[sel], pred, model.min_fraction_of_median)
     return 0
+
+
+def _print_order_drift(y: np.ndarray, pred: np.ndarray, min_fraction_of_median: float) -> None:
+    keep = degenerate_mask(y, min_fraction_of_median)
+    n = int(keep.sum())
+    if n < MIN_ROWS:
+        print(f"drift check skipped: needs {MIN_ROWS} rows, {n} evaluated")
+        return
+    d = order_drift(y[keep], pred[keep])
+    print(f"residuals in row order (drift over time, if the rows are in measurement order): "
+          f"lag-1 autocorrelation {d.lag1_autocorr:.3f} (|r| < {d.white_noise_band:.3f} "
+          f"expected without drift), {100 * d.drift_share:.1f}% of the log-residual variance "
+          f"follows the {d.window}-row neighbourhood")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
