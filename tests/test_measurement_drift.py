@@ -104,3 +104,13 @@ def test_default_window_is_51_rows_or_the_largest_odd_count_up_to_half_the_rows(
     rng = np.random.default_rng(5)
     true = 10.0 * np.exp(rng.normal(scale=0.05, size=30))
     assert md.order_drift(true, np.full(30, 10.0)).window == 15
+
+
+def test_lag1_autocorrelation_of_an_alternating_and_a_trending_series():
+    # +1, -1, +1, ...: each product of neighbours is -1, n - 1 of them over n squares
+    assert md.lag1_autocorrelation(np.array([1.0, -1.0] * 10)) == pytest.approx(-19 / 20)
+    assert md.lag1_autocorrelation(np.arange(1000.0)) > 0.99
+    with pytest.raises(LatencyError, match="not all equal"):
+        md.lag1_autocorrelation(np.ones(5))
+    with pytest.raises(LatencyError, match=">= 2 values"):
+        md.lag1_autocorrelation(np.ones(1))

@@ -62,7 +62,12 @@ from hwsim.latency.arch_predictor import (
     SourceRidgePredictor,
     SourceTable,
 )
-from hwsim.latency.measurement_drift import DEFAULT_DRIFT_WINDOW, neighbour_mean, order_drift
+from hwsim.latency.measurement_drift import (
+    DEFAULT_DRIFT_WINDOW,
+    lag1_autocorrelation,
+    neighbour_mean,
+    order_drift,
+)
 from hwsim.latency.metrics import degenerate_mask, latency_metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,10 +164,9 @@ def order_drift_context(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     keep = degenerate_mask(y)
     t, p = y[keep], pred[keep]
     drift = order_drift(t, p, DEFAULT_DRIFT_WINDOW)
-    logt = np.log(t) - np.log(t).mean()
     corrected = p * np.exp(neighbour_mean(np.log(t) - np.log(p), DEFAULT_DRIFT_WINDOW))
     m = latency_metrics(t, corrected)
-    return {"lat_lag1": float(logt[:-1] @ logt[1:] / (logt @ logt)),
+    return {"lat_lag1": lag1_autocorrelation(np.log(t)),
             "resid_lag1": drift.lag1_autocorr, "drift_share": drift.drift_share,
             "drift_rho": m.spearman, "drift_acc10": m.acc10}
 

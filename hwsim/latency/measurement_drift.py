@@ -55,6 +55,19 @@ def _check_window(window: int, n: int) -> None:
         raise LatencyError(f"drift window of {window} rows is longer than the {n} rows given")
 
 
+def lag1_autocorrelation(values: np.ndarray) -> float:
+    """``sum((v[i] - m)(v[i+1] - m)) / sum((v - m)^2)`` with ``m = mean(v)``, in row order."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or v.size < 2:
+        raise LatencyError(f"lag-1 autocorrelation needs a 1-D series of >= 2 values, got "
+                           f"shape {v.shape}")
+    c = v - v.mean()
+    ss = float(c @ c)
+    if ss == 0.0:
+        raise LatencyError("lag-1 autocorrelation needs values that are not all equal")
+    return float(c[:-1] @ c[1:]) / ss
+
+
 def neighbour_mean(residuals: np.ndarray, window: int = DEFAULT_DRIFT_WINDOW) -> np.ndarray:
     """Mean of the residuals within ``window // 2`` rows on each side of each row, the row itself
     excluded; near the ends the window is cut at the first / last row (fewer neighbours)."""
@@ -103,16 +116,13 @@ def order_drift(y_true: np.ndarray, y_pred: np.ndarray,
         window = default_window(t.size)
     _check_window(window, t.size)
     r = np.log(t) - np.log(p)
-    c = r - r.mean()
-    ss = float(c @ c)
-    if ss == 0.0:
+    if np.all(r == r[0]):
         raise LatencyError("drift statistics need residuals that are not all equal")
     diff = np.diff(r)
-    drift = neighbour_mean(r, window)
-    rest = r - drift
+    rest = r - neighbour_mean(r, window)
     return OrderDrift(
         n=int(r.size), window=int(window),
-        lag1_autocorr=float(c[:-1] @ c[1:]) / ss,
+        lag1_autocorr=lag1_autocorrelation(r),
         white_noise_band=1.96 / float(np.sqrt(r.size)),
-        durbin_watson=float(diff @ diff) / ss,
+        durbin_watson=float(diff @ diff) / float(np.sum((r - r.mean()) ** 2)),
         drift_share=1.0 - float(np.var(rest)) / float(np.var(r)))
