@@ -123,7 +123,8 @@ def cells_from_csv(path: Path, options: dict[str, int | None]) -> list[dict[str,
         cell["methods"][r["method"]] = {
             "policy": _parse_policy(r["policy_w/a"], f"{path} line {i}"),
             "accuracy": float(r["test_accuracy"]),
-            "final_accuracy": None if np.isnan(final) else final}
+            "final_accuracy": None if np.isnan(final) else final,
+            "cost_fraction": float(r["cost_fraction"]) if "cost_fraction" in r else None}
     for cell in cells.values():
         if next(iter(cell["methods"]), None) != "haq":
             raise SystemExit(f"{cell['where']}: the cell's first method must be haq")

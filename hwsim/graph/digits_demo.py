@@ -141,8 +141,8 @@ def demo_cache_dir() -> Path:
     return Path(env) if env else Path(platformdirs.user_cache_dir("hwsim"))
 
 
-def digits_data(image_size: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(train_x, train_y, test_x, test_y): x float32 (N, 1, S, S) in [0, 1], y int64.
+def digits_images(image_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """All 1797 digits in the dataset's order: x float32 (N, 1, S, S) in [0, 1], y int64.
 
     ``image_size`` 8 is the original; larger sizes are bilinear upsamplings
     (``torch.nn.functional.interpolate``, align_corners=False).
@@ -155,6 +155,12 @@ def digits_data(image_size: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray
     if image_size != 8:
         x = F.interpolate(torch.from_numpy(x), size=(image_size, image_size), mode="bilinear",
                           align_corners=False).numpy()
+    return x, y
+
+
+def digits_data(image_size: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train_x, train_y, test_x, test_y): the demo split of :func:`digits_images`."""
+    x, y = digits_images(image_size)
     return x[:N_TRAIN], y[:N_TRAIN], x[N_TRAIN:], y[N_TRAIN:]
 
 
@@ -163,6 +169,22 @@ def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     with torch.no_grad():
         pred = model(torch.from_numpy(np.ascontiguousarray(x, np.float32))).argmax(1).numpy()
     return float(np.mean(pred == y))
+
+
+def train_demo_architecture(name: str, train_x: np.ndarray, train_y: np.ndarray) -> nn.Module:
+    """A fresh ``name`` architecture trained with its demo recipe on the given images (eval
+    mode, not cached): deterministic, as the demo models are. ``train_x`` (N, 1, S, S) float32
+    at the recipe's image size; ``train_y`` (N,) int64 labels 0..9."""
+    recipe = DEMO_MODELS.get(name)
+    if recipe is None:
+        raise GraphError(f"unknown demo model {name!r}; available: {', '.join(DEMO_MODELS)}")
+    x = np.ascontiguousarray(train_x, np.float32)
+    y = np.ascontiguousarray(train_y, np.int64)
+    want = (1, recipe.image_size, recipe.image_size)
+    if x.ndim != 4 or x.shape[1:] != want or y.shape != (len(x),) or len(x) == 0:
+        raise GraphError(f"{name}: training images must be (N, {', '.join(map(str, want))}) "
+                         f"with N labels, N > 0; got x {x.shape}, y {y.shape}")
+    return _train(recipe, x, y)
 
 
 def _train(recipe: _Recipe, train_x: np.ndarray, train_y: np.ndarray) -> nn.Module:

@@ -152,11 +152,26 @@ def digits_search_data(size: int, val_size: int = VAL_SIZE, calib_size: int = CA
         raise SearchError(f"val_size must lie in 1..{len(held_y) - 1}, got {val_size}")
     if not 0 < calib_size <= len(train_y):
         raise SearchError(f"calib_size must lie in 1..{len(train_y)}, got {calib_size}")
-    order = np.random.default_rng(split_seed).permutation(len(held_y))
+    order = _held_out_order(len(held_y), split_seed)
     val, test = order[:val_size], order[val_size:]
     return SearchData(train_x=train_x, train_y=train_y, val_x=held_x[val], val_y=held_y[val],
                       test_x=held_x[test], test_y=held_y[test],
                       calib_x=train_x[:calib_size].copy())
+
+
+def _held_out_order(n_held: int, split_seed: int) -> np.ndarray:
+    return np.random.default_rng(split_seed).permutation(n_held)
+
+
+def search_val_images(val_size: int = VAL_SIZE, split_seed: int = SPLIT_SEED) -> np.ndarray:
+    """Dataset indices (ascending) of ``digits_search_data``'s validation images: those the
+    reward and the baselines' sensitivities were measured on."""
+    from hwsim.graph.digits_demo import N_TRAIN, digits_images
+
+    n_held = len(digits_images()[1]) - N_TRAIN
+    if not 0 < val_size < n_held:
+        raise SearchError(f"val_size must lie in 1..{n_held - 1}, got {val_size}")
+    return np.sort(N_TRAIN + _held_out_order(n_held, split_seed)[:val_size])
 
 
 # ----------------------------------------------------------------------------- accuracy cache

@@ -1,0 +1,262 @@
+"""Cross-validated re-measurement of the HAQ comparison's policies, on 8x the test images.
+
+Reads a ``tools/haq_table.py`` CSV (as kept in ``results/haq/``, or the ``table.csv`` of its
+output folder). Every policy of the table (HAQ's, the widest uniform within the budget, greedy,
+ILP) is measured by ``hwsim.search.policy_crossval`` on ``--folds`` folds of the digits without
+the search's validation images (the images HAQ's policy was selected on): each image of the pool
+is tested once, under the device's numerics, by a model of the same architecture trained with the
+demo recipe on the other images and fine-tuned for the policy as the run did (its
+``finetune_epochs``: the table's "test acc"; its ``final_finetune_epochs``: "final test acc").
+The policies stay those found on the search's model.
+
+Per cell: the accuracies, whether HAQ matches or beats the best baseline and the uniform one,
+and exact two-sided McNemar tests of HAQ against each baseline on the pooled images.
+Measurements are kept in ``--cache`` (default: next to ``--out``); a rerun resumes.
+
+    python tools/haq_crossval.py results/haq/top1-latency.csv \\
+        --out results/haq/crossval-top1-latency.md [--folds 5] [--fold-seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from haq_significance import SETTINGS, cells_from_csv  # tools/ is on sys.path when run as a script
+from scipy.stats import binomtest
+
+from hwsim.errors import HwsimError
+from hwsim.latency.table import write_text_atomic
+from hwsim.search.haq_run import VAL_SIZE, search_val_images
+from hwsim.search.policy_crossval import CrossvalRequest, CrossvalResult, crossval_correct
+
+SPLITS = (("cv", "finetune_epochs"), ("cv_final", "final_finetune_epochs"))
+
+
+def requests_of(cells: Sequence[dict[str, Any]]) -> dict[str, list[CrossvalRequest]]:
+    """Per model, the distinct (device, policy, epochs) measurements the cells need."""
+    out: dict[str, list[CrossvalRequest]] = {}
+    for cell in cells:
+        for _, setting in SPLITS:
+            epochs = int(cell[setting])
+            if setting == "final_finetune_epochs" and epochs == 0:
+                continue
+            for entry in cell["methods"].values():
+                r = CrossvalRequest(cell["device"], tuple(entry["policy"]), epochs)
+                reqs = out.setdefault(cell["model"], [])
+                if r not in reqs:
+                    reqs.append(r)
+    return out
+
+
+def mcnemar(a: np.ndarray, b: np.ndarray) -> tuple[int, int, float]:
+    """(a-only, b-only, exact two-sided p) for paired per-image correctness."""
+    a_only, b_only = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    n = a_only + b_only
+    return a_only, b_only, (float(binomtest(a_only, n, 0.5).pvalue) if n else 1.0)
+
+
+def cell_rows(cell: dict[str, Any], result: CrossvalResult) -> list[dict[str, Any]]:
+    """One row per method: the CSV's accuracies and the cross-validated ones."""
+    rows = []
+    for method, entry in cell["methods"].items():
+        row = {"model": cell["model"], "device": cell["device"], "budget": cell["budget"],
+               "method": method, "cost_fraction": entry["cost_fraction"],
+               "split_test_accuracy": entry["accuracy"],
+               "split_final_test_accuracy": entry["final_accuracy"]}
+        for split, setting in SPLITS:
+            r = CrossvalRequest(cell["device"], tuple(entry["policy"]), int(cell[setting]))
+            row[f"{split}_accuracy"] = result.accuracy(r) if r in result.correct else None
+        rows.append(row)
+    return rows
+
+
+def cell_tests(cell: dict[str, Any], result: CrossvalResult) -> list[dict[str, Any]]:
+    """McNemar tests of HAQ vs each baseline, per cross-validated split."""
+    tests = []
+    methods = cell["methods"]
+    for split, setting in SPLITS:
+        correct = {name: result.correct.get(CrossvalRequest(
+            cell["device"], tuple(entry["policy"]), int(cell[setting])))
+            for name, entry in methods.items()}
+        haq = correct["haq"]
+        if haq is None:
+            continue
+        for name in list(methods)[1:]:
+            other = correct[name]
+            assert other is not None
+            h, b, p = mcnemar(haq, other)
+            tests.append({"model": cell["model"], "device": cell["device"],
+                          "budget": cell["budget"], "split": split, "baseline": name,
+                          "haq_acc": float(haq.mean()), "baseline_acc": float(other.mean()),
+                          "haq_only": h, "baseline_only": b, "p": p})
+    return tests
+
+
+def _train_sizes(r: CrossvalResult) -> str:
+    sizes = sorted({r.n_dataset - int(n) for n in np.bincount(r.fold)})
+    return "-".join(str(n) for n in (sizes[0], sizes[-1])) if len(sizes) > 1 else str(sizes[0])
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2%}"
+
+
+def _verdict(rows: list[dict[str, Any]], col: str) -> str:
+    haq, base = rows[0][col], [r[col] for r in rows[1:]]
+    if haq is None:
+        return "-"
+    best, uni = haq - max(base), haq - base[0]
+    return (f"{'yes' if best >= 0 else 'no'} ({100 * best:+.2f} pp) / "
+            f"{'yes' if uni >= 0 else 'no'} ({100 * uni:+.2f} pp)")
+
+
+def markdown(source: Path, all_rows: list[list[dict[str, Any]]], tests: list[dict[str, Any]],
+             results: dict[str, CrossvalResult], meta: dict[str, Any]) -> str:
+    lines = [f"# HAQ vs baselines, cross-validated on the digits ({meta['date']})", "",
+             f"Command: `{meta['command']}`", "",
+             f"Policies from `{source}` (found on the search's model and split). Each policy "
+             f"is re-measured on {meta['folds']} folds (fold seed {meta['fold_seed']}) of the "
+             f"digits without the search's {VAL_SIZE} validation images: "
+             + "; ".join(f"{m}: {len(r.images)} images, each tested once by a model trained "
+                         f"with the demo recipe on the other {_train_sizes(r)} images (float32 "
+                         f"fold models: {r.fp_accuracy:.2%})" for m, r in results.items())
+             + f". Fine-tune as in the run: {meta['finetune_epochs']} epoch(s) (cv acc; the "
+             f"table's test acc on its 200-image split beside it) and "
+             f"{meta['final_finetune_epochs']} epochs (cv final acc; the table's final test "
+             f"acc beside it); seed {meta['seed']}; accuracy under each device's numerics "
+             "(emulator).", "",
+             "| model | device | budget | method | cost / 8-bit | test acc (200) | cv acc | "
+             "final test acc (200) | cv final acc |", "|---|---|---|---|---|---|---|---|---|"]
+    for rows in all_rows:
+        for r in rows:
+            cost = "-" if r["cost_fraction"] is None else f"{r['cost_fraction']:.3f}"
+            lines.append(f"| {r['model']} | {r['device']} | {r['budget']:g} | {r['method']} | "
+                         f"{cost} | {_pct(r['split_test_accuracy'])} | "
+                         f"{_pct(r['cv_accuracy'])} | "
+                         f"{_pct(r['split_final_test_accuracy'])} | "
+                         f"{_pct(r['cv_final_accuracy'])} |")
+    lines += ["", "HAQ >= best baseline / HAQ >= uniform (margin in percentage points):", "",
+              "| model | device | budget | cv | cv final |", "|---|---|---|---|---|"]
+    counts = {split: [0, 0, 0] for split, _ in SPLITS}
+    for rows in all_rows:
+        r0 = rows[0]
+        lines.append(f"| {r0['model']} | {r0['device']} | {r0['budget']:g} | "
+                     f"{_verdict(rows, 'cv_accuracy')} | {_verdict(rows, 'cv_final_accuracy')} |")
+        for split, _ in SPLITS:
+            col = f"{split}_accuracy"
+            if r0[col] is None:
+                continue
+            base = [r[col] for r in rows[1:]]
+            counts[split][0] += r0[col] >= max(base)
+            counts[split][1] += r0[col] >= base[0]
+            counts[split][2] += 1
+    lines.append("")
+    for split, (best, uni, n) in counts.items():
+        if n:
+            lines.append(f"- {split}: HAQ >= best baseline in {best}/{n} cells, >= uniform in "
+                         f"{uni}/{n}.")
+    lines += ["", "Exact two-sided McNemar tests, HAQ vs each baseline on the pooled images "
+              "(haq-only / baseline-only: images only that method classifies correctly):", "",
+              "| model | device | budget | split | baseline | HAQ acc | baseline acc | "
+              "HAQ-only | baseline-only | p |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for t in tests:
+        lines.append(f"| {t['model']} | {t['device']} | {t['budget']:g} | {t['split']} | "
+                     f"{t['baseline']} | {t['haq_acc']:.2%} | {t['baseline_acc']:.2%} | "
+                     f"{t['haq_only']} | {t['baseline_only']} | {t['p']:.3g} |")
+    for split, _ in SPLITS:
+        sel = [t for t in tests if t["split"] == split]
+        if not sel:
+            continue
+        sig = [t for t in sel if t["p"] < 0.05]
+        notes = [f"{t['model']} {t['device']} {t['budget']:g} vs {t['baseline']} "
+                 f"({'HAQ' if t['haq_only'] > t['baseline_only'] else 'baseline'} better, "
+                 f"p={t['p']:.3g})" for t in sig]
+        lines.append(f"\n{split}: {len(sig)} of {len(sel)} comparisons have p < 0.05"
+                     + (": " + "; ".join(notes) if notes else "") + ".")
+    lines += ["", f"Wall time of this invocation: {meta['total_s']:.0f} s "
+              f"({meta['measured']} measurements made, the rest from the cache).", ""]
+    return "\n".join(lines)
+
+
+def rows_csv(all_rows: list[list[dict[str, Any]]]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(all_rows[0][0]), lineterminator="\n")
+    w.writeheader()
+    for rows in all_rows:
+        w.writerows(rows)
+    return buf.getvalue()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path, help="haq_table.py CSV, or its output folder")
+    ap.add_argument("--out", type=Path, required=True, help="markdown report (.md); the rows "
+                    "go to the same name with .csv")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--fold-seed", type=int, default=0)
+    ap.add_argument("--cache", type=Path, help="resume file (default: OUT with "
+                    ".cache.json)")
+    ap.add_argument("--models", nargs="*", help="only these models' cells")
+    for key in SETTINGS:
+        ap.add_argument("--" + key.replace("_", "-"), type=int, default=None,
+                        help="for a CSV without this column (its .md states it)")
+    args = ap.parse_args(argv)
+    source = args.run / "table.csv" if args.run.is_dir() else args.run
+    if source.suffix != ".csv" or not source.is_file():
+        print(f"{args.run}: neither a haq_table.py CSV nor a folder holding table.csv",
+              file=sys.stderr)
+        return 2
+    if args.out.suffix != ".md":
+        print(f"--out {args.out}: give a .md path", file=sys.stderr)
+        return 2
+    cells = cells_from_csv(source, {k: getattr(args, k) for k in SETTINGS})
+    if args.models:
+        cells = [c for c in cells if c["model"] in args.models]
+        if not cells:
+            print(f"{source}: no cells of models {args.models}", file=sys.stderr)
+            return 2
+    cache = args.cache or args.out.with_suffix(".cache.json")
+    t0 = time.perf_counter()
+    measured = 0
+
+    def progress(line: str) -> None:
+        nonlocal measured
+        measured += 1
+        print(f"[{time.perf_counter() - t0:6.0f} s] {line}", file=sys.stderr, flush=True)
+
+    results: dict[str, CrossvalResult] = {}
+    try:
+        for model, reqs in requests_of(cells).items():
+            results[model] = crossval_correct(
+                model, reqs, n_folds=args.folds, exclude=search_val_images(),
+                fold_seed=args.fold_seed, seed=int(cells[0]["seed"]), cache_path=cache,
+                progress=progress)
+    except HwsimError as err:
+        print(f"haq_crossval: {err}", file=sys.stderr)
+        return 1
+    all_rows = [cell_rows(c, results[c["model"]]) for c in cells]
+    tests = [t for c in cells for t in cell_tests(c, results[c["model"]])]
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M"),
+            "command": "python tools/haq_crossval.py " + " ".join(
+                argv if argv is not None else sys.argv[1:]),
+            "folds": args.folds, "fold_seed": args.fold_seed,
+            "finetune_epochs": cells[0]["finetune_epochs"],
+            "final_finetune_epochs": cells[0]["final_finetune_epochs"], "seed": cells[0]["seed"],
+            "total_s": time.perf_counter() - t0, "measured": measured}
+    text = markdown(source, all_rows, tests, results, meta)
+    write_text_atomic(args.out, text)
+    write_text_atomic(args.out.with_suffix(".csv"), rows_csv(all_rows))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
