@@ -156,7 +156,8 @@ def test_crossval_puts_each_fold_result_at_its_images(fixed_model, tmp_path):
                      cache_path=tmp_path / "cv.json", train=train)
     assert len(calls) == 3
     entries = json.loads((tmp_path / "cv.json").read_text())["entries"]
-    assert len(entries) == 3 * 3 + 3 * 2  # (fp32 + 2 requests) x 3 folds, (fp32 + 1) x 3
+    # two contexts (fold seeds): (fp32 + 2 requests) x 3 folds and (fp32 + 1) x 3
+    assert sorted(len(v) for v in entries.values()) == [3 * 2, 3 * 3]
 
 
 def test_crossval_refuses_bad_requests_and_caches(fixed_model, tmp_path):
@@ -170,13 +171,14 @@ def test_crossval_refuses_bad_requests_and_caches(fixed_model, tmp_path):
         crossval_correct("digits_cnn", [CrossvalRequest("bismo", ((8, 8),) * 3, 0)],
                          n_folds=2, train=train)
     bad = tmp_path / "bad.json"
-    bad.write_text('{"format": 0, "entries": {}}')
-    with pytest.raises(SearchError, match="not format 1; delete it"):
+    bad.write_text('{"format": 1, "entries": {}}')
+    with pytest.raises(SearchError, match="cross-validation cache .*not format 2; delete it"):
         crossval_correct("digits_cnn", [ok], n_folds=2, cache_path=bad, train=train)
     crossval_correct("digits_cnn", [ok], n_folds=2, cache_path=tmp_path / "c.json", train=train)
     data = json.loads((tmp_path / "c.json").read_text())
-    key = next(iter(data["entries"]))
-    data["entries"][key] = data["entries"][key][:-1]
+    (context,) = data["entries"]
+    key = next(iter(data["entries"][context]))
+    data["entries"][context][key] = data["entries"][context][key][:-1]
     (tmp_path / "c.json").write_text(json.dumps(data))
     with pytest.raises(SearchError, match="not .* characters of 0/1"):
         crossval_correct("digits_cnn", [ok], n_folds=2, cache_path=tmp_path / "c.json",

@@ -46,6 +46,7 @@ from hwsim.errors import BudgetError, GraphError, SearchError
 from hwsim.graph.ir import Graph
 from hwsim.latency.table import write_text_atomic
 from hwsim.quant.device import Device, load_device
+from hwsim.search.context_cache import ContextCache
 from hwsim.search.haq_accuracy import (
     FINETUNE_TORCH_THREADS,
     PolicyEvaluator,
@@ -202,26 +203,13 @@ def evaluator_context(graph: Graph, device: Device, evaluator: PolicyEvaluator) 
     return h.hexdigest()
 
 
-def _read_cache(path: Path) -> dict[str, Any]:
-    try:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise SearchError(f"cannot read the accuracy cache {str(path)!r}: {err} (delete "
-                          "it to start afresh)") from None
-    if (not isinstance(loaded, dict) or loaded.get("format") != CACHE_FORMAT
-            or not isinstance(loaded.get("entries"), dict)):
-        raise SearchError(f"accuracy cache {str(path)!r} is not format {CACHE_FORMAT}; "
-                          "delete it to start afresh")
-    return loaded
-
-
 class CachedEvaluator:
     """A ``PolicyEvaluator`` with its accuracies memoised per (policy, split), kept in the JSON
     file ``path`` (if given) under ``context`` so other runs on the same model, numerics and
     data re-use them. ``evaluations``: accuracies actually measured by this object.
 
-    Every write re-reads the file and adds this object's entries to what is there, so several
-    evaluators on one file (the search's and the final fine-tune's) keep each other's entries."""
+    The file is a ``ContextCache``: several evaluators on one file (the search's and the final
+    fine-tune's) keep each other's entries."""
 
     def __init__(self, evaluator: PolicyEvaluator, context: str, path: Path | None = None
                  ) -> None:
@@ -229,17 +217,7 @@ class CachedEvaluator:
         self.context = context
         self.path = path
         self.evaluations = 0
-        self._file: dict[str, Any] = {"format": CACHE_FORMAT, "entries": {}}
-        if path is not None and path.exists():
-            self._file = _read_cache(path)
-        self._entries: dict[str, float] = self._file["entries"].setdefault(context, {})
-
-    def _save(self, path: Path) -> None:
-        on_disk = _read_cache(path) if path.exists() else {"format": CACHE_FORMAT, "entries": {}}
-        on_disk["entries"].setdefault(self.context, {}).update(self._entries)
-        self._file = on_disk
-        self._entries = on_disk["entries"][self.context]
-        write_json_atomic(path, self._file)
+        self._cache = ContextCache(path, context, "accuracy cache", CACHE_FORMAT)
 
     @property
     def layers(self) -> list[QuantLayer]:
@@ -255,12 +233,12 @@ class CachedEvaluator:
         by one measurement. Caches from before the NLL was kept re-measure for an NLL only."""
         key, nll_key = f"{split}|{tag}", f"nll|{split}|{tag}"
         want = nll_key if nll else key
-        if want not in self._entries:
+        entries = self._cache.entries
+        if want not in entries:
             top1, loss = measure()
-            self._entries[key], self._entries[nll_key] = float(top1), float(loss)
-            if self.path is not None:
-                self._save(self.path)
-        return self._entries[want]
+            entries[key], entries[nll_key] = float(top1), float(loss)
+            self._cache.save()
+        return self._cache.entries[want]
 
     def _measure(self, policy: Sequence[tuple[int, int]], split: str) -> tuple[float, float]:
         self.evaluations += 1

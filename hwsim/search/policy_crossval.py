@@ -27,15 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from hwsim.emulate.dump import write_json_atomic
 from hwsim.emulate.float_reference import run_float
 from hwsim.errors import SearchError
 from hwsim.graph.ir import Graph
 from hwsim.quant.device import load_device
+from hwsim.search.context_cache import ContextCache
 from hwsim.search.haq_accuracy import PolicyEvaluator, SearchData
 from hwsim.search.haq_cost import quantizable_layers
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 1: flat keys (before ContextCache)
 CALIB_SIZE = 128  # as the search's (haq_run.CALIB_SIZE): the first training images of the fold
 
 PolicyBits = tuple[tuple[int, int], ...]
@@ -104,45 +104,20 @@ def fold_data(x: np.ndarray, y: np.ndarray, test: np.ndarray,
                       test_x=x[test], test_y=y[test], calib_x=x[train[:calib_size]].copy())
 
 
-class CrossvalCache:
-    """Per (context, fold, request): the fold's correctness as a string of 0/1, in a JSON
-    file; every write re-reads the file and adds to it (atomic replace), so a stopped run
-    resumes and concurrent runs on other contexts keep each other's entries."""
+def _cached(cache: ContextCache, key: str, n: int) -> np.ndarray | None:
+    """The fold's per-image correctness stored under ``key`` (a string of 0/1), or None."""
+    bits = cache.entries.get(key)
+    if bits is None:
+        return None
+    if not isinstance(bits, str) or len(bits) != n or set(bits) - {"0", "1"}:
+        raise SearchError(f"{cache.what} {str(cache.path)!r}: entry {key!r} is not {n} "
+                          "characters of 0/1; delete the file to start afresh")
+    return np.frombuffer(bits.encode(), np.uint8) == ord("1")
 
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.entries: dict[str, str] = self._read()["entries"] if path else {}
 
-    def _read(self) -> dict[str, Any]:
-        if self.path is None or not self.path.exists():
-            return {"format": CACHE_FORMAT, "entries": {}}
-        try:
-            loaded = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise SearchError(f"cannot read the cross-validation cache {str(self.path)!r}: "
-                              f"{err} (delete it to start afresh)") from None
-        if (not isinstance(loaded, dict) or loaded.get("format") != CACHE_FORMAT
-                or not isinstance(loaded.get("entries"), dict)):
-            raise SearchError(f"cross-validation cache {str(self.path)!r} is not format "
-                              f"{CACHE_FORMAT}; delete it to start afresh")
-        return loaded
-
-    def get(self, key: str, n: int) -> np.ndarray | None:
-        bits = self.entries.get(key)
-        if bits is None:
-            return None
-        if len(bits) != n or set(bits) - {"0", "1"}:
-            raise SearchError(f"cross-validation cache {str(self.path)!r}: entry {key!r} is "
-                              f"not {n} characters of 0/1; delete the file to start afresh")
-        return np.frombuffer(bits.encode(), np.uint8) == ord("1")
-
-    def put(self, key: str, correct: np.ndarray) -> None:
-        self.entries[key] = "".join("1" if c else "0" for c in correct)
-        if self.path is not None:
-            on_disk = self._read()
-            on_disk["entries"].update(self.entries)
-            self.entries = on_disk["entries"]
-            write_json_atomic(self.path, on_disk)
+def _store(cache: ContextCache, key: str, correct: np.ndarray) -> None:
+    cache.entries[key] = "".join("1" if c else "0" for c in correct)
+    cache.save()
 
 
 def _digest(obj: Any) -> str:
@@ -187,13 +162,13 @@ def crossval_correct(model: str, requests: Sequence[CrossvalRequest], *, n_folds
     if len(set(requests)) != len(requests):
         raise SearchError("requests repeat a (device, policy, fine-tune epochs)")
     train = train or train_demo_architecture
-    x, y = digits_images(DEMO_MODELS[model].image_size)
-    folds = crossval_folds(len(y), exclude, n_folds, fold_seed)
     recipe = DEMO_MODELS[model]
+    x, y = digits_images(recipe.image_size)
+    folds = crossval_folds(len(y), exclude, n_folds, fold_seed)
     context = model + "|" + _digest([
         len(y), recipe.image_size, recipe.epochs, recipe.lr, recipe.version, n_folds,
         fold_seed, np.unique(np.asarray(exclude, np.int64)).tolist(), calib_size, seed])
-    cache = CrossvalCache(cache_path)
+    cache = ContextCache(cache_path, context, "cross-validation cache", CACHE_FORMAT)
     per_fold: dict[CrossvalRequest, list[np.ndarray]] = {r: [] for r in requests}
     fp_per_fold: list[np.ndarray] = []
     devices = {r.device: load_device(r.device) for r in requests}
@@ -201,18 +176,18 @@ def crossval_correct(model: str, requests: Sequence[CrossvalRequest], *, n_folds
                 for name, dev in devices.items()}
     for k, test in enumerate(folds):
         fold = _FoldModel(model, fold_data(x, y, test, calib_size), train)
-        fp_key = f"{context}|fold{k}|fp32"
-        fp = cache.get(fp_key, len(test))
+        fp_key = f"fold{k}|fp32"
+        fp = _cached(cache, fp_key, len(test))
         if fp is None:
             g = fold.graph()
             logits = run_float(g, fold.data.test_x)[g.outputs[0]]
             fp = np.argmax(logits, axis=1) == fold.data.test_y
-            cache.put(fp_key, fp)
+            _store(cache, fp_key, fp)
         fp_per_fold.append(fp)
         evaluators: dict[tuple[str, int], PolicyEvaluator] = {}
         for r in requests:
-            key = f"{context}|fold{k}|{numerics[r.device]}|{r.key()}"
-            got = cache.get(key, len(test))
+            key = f"fold{k}|{numerics[r.device]}|{r.key()}"
+            got = _cached(cache, key, len(test))
             if got is None:
                 ev = evaluators.get((r.device, r.finetune_epochs))
                 if ev is None:
@@ -225,7 +200,7 @@ def crossval_correct(model: str, requests: Sequence[CrossvalRequest], *, n_folds
                                       f"has {len(ev.layers)} quantizable layers "
                                       f"({', '.join(q.name for q in ev.layers)})")
                 got = ev.correct(list(r.policy), "test")
-                cache.put(key, got)
+                _store(cache, key, got)
                 if progress is not None:
                     progress(f"{model} fold {k + 1}/{n_folds} {r.key()}: "
                              f"{got.mean():.2%} of {len(test)}")
