@@ -209,3 +209,46 @@ def test_onnx_model_that_is_not_a_digits_classifier_is_a_clear_error(capsys, tmp
                         "--no-progress")
     assert code == 1
     assert "input shape (1, 2, 4, 4) is not (N, 1, S, S)" in err
+
+
+def test_train_reward_data_measures_the_reward_on_a_third_of_the_training_split(capsys,
+                                                                                 tmp_path):
+    from hwsim.emulate.float_reference import run_float
+    from hwsim.graph.digits_demo import N_TRAIN, digits_images
+    from hwsim.search.haq_run import load_search_model
+
+    device = _bismo_6_8(tmp_path)
+    out_dir = tmp_path / "haq"
+    code, _, _ = _run(capsys, "search", "haq", "--device", str(device), "--model", "digits_cnn",
+                      "--budget", "latency=0.75", "--episodes", "2", "--finetune-epochs", "0",
+                      "--final-finetune-epochs", "1", "--reward-metric", "nll",
+                      "--reward-data", "train", "--out", str(out_dir), "--no-progress")
+    assert code == 0
+    res = json.loads((out_dir / "result.json").read_text())
+    assert res["data"] == {"train": 958, "val": 479, "test": 200, "calib": 128,
+                           "split_seed": 0, "reward_data": "train",
+                           "final_finetune_train": N_TRAIN}
+    # the documented reward images, chosen here from the whole dataset: the first third of a
+    # seed-0 permutation of the 1437 training images
+    x, y = digits_images(8)
+    idx = np.random.default_rng(0).permutation(N_TRAIN)[:N_TRAIN // 3]
+    graph = load_search_model("digits_cnn")
+    logits = np.asarray(run_float(graph, x[idx])[graph.outputs[0]], np.float64)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    fp_nll = float(-np.mean(np.log(p[np.arange(len(idx)), y[idx]])))
+    assert res["fp_val_accuracy"] == pytest.approx(float(np.mean(logits.argmax(1) == y[idx])))
+    with (out_dir / "episodes.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2
+    for r in rows:
+        assert float(r["reward"]) == pytest.approx(10.0 * (fp_nll - float(r["val_nll"])),
+                                                   rel=1e-9, abs=1e-9)
+    assert res["final_finetune"]["epochs"] == 1
+
+
+def test_unknown_reward_data_is_refused_naming_the_choices(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        _run(capsys, "search", "haq", "--device", "bismo", "--model", "digits_cnn",
+             "--budget", "latency=0.75", "--reward-data", "test", "--out", str(tmp_path))
+    assert "invalid choice: 'test' (choose from 'heldout', 'train')" in capsys.readouterr().err

@@ -245,8 +245,44 @@ def test_tool_rows_verdicts_and_tests_from_pooled_correctness(tmp_path):
     text = tool.markdown(tmp_path / "t.csv", [rows], tests, {"digits_cnn": res},
                          {"date": "d", "command": "c", "folds": 2, "fold_seed": 0,
                           "finetune_epochs": 1, "final_finetune_epochs": 10, "seed": 0,
-                          "total_s": 1.0, "measured": 0})
+                          "total_s": 1.0, "measured": 0,
+                          "excluded": "160 held-out validation images"})
     assert "- cv: HAQ >= best baseline in 0/1 cells, >= uniform in 1/1." in text
     assert "- cv_final: HAQ >= best baseline in 1/1 cells, >= uniform in 1/1." in text
     assert "no (-10.00 pp) / yes (+10.00 pp)" in text
     assert "other 7 images" in text  # 12 images, folds of 5
+
+
+def test_tool_excludes_the_images_the_tables_reward_used(tmp_path):
+    sys.path.insert(0, str(TOOLS))
+    try:
+        import haq_crossval as tool
+        from haq_significance import cells_from_csv
+    finally:
+        sys.path.remove(str(TOOLS))
+    head = ("model,device,budget,method,finetune_epochs,final_finetune_epochs,seed,"
+            "test_accuracy,final_test_accuracy,policy_w/a{}\n")
+    row = "digits_cnn,bismo,{},{},1,0,0,0.9,nan,8/8 4/4 4/4 4/4 8/8{}\n"
+    settings = dict.fromkeys(("finetune_epochs", "final_finetune_epochs", "seed"))
+
+    def cells(extra_head, budgets_and_data):
+        text = head.format(extra_head) + "".join(
+            row.format(b, m, d) for b, d in budgets_and_data for m in ("haq", "uniform-4"))
+        (tmp_path / "t.csv").write_text(text)
+        return cells_from_csv(tmp_path / "t.csv", settings)
+
+    # a table written before the column: the 160 held-out validation images
+    idx, what = tool.excluded_images(cells("", [(0.5, "")]), tmp_path / "t.csv")
+    assert what == "160 held-out validation images"
+    assert len(idx) == 160 and idx.min() >= N_TRAIN
+    # reward_data=train: the documented third of the training split (seed-0 permutation)
+    idx, what = tool.excluded_images(cells(",reward_data", [(0.5, ",train"), (0.6, ",train")]),
+                                     tmp_path / "t.csv")
+    assert idx.tolist() == sorted(np.random.default_rng(0).permutation(N_TRAIN)[:479])
+    assert what.startswith("479 reward images")
+    with pytest.raises(SystemExit, match=r"reward_data varies between cells \['heldout', "
+                                         r"'train'\]"):
+        tool.excluded_images(cells(",reward_data", [(0.5, ",train"), (0.6, ",heldout")]),
+                             tmp_path / "t.csv")
+    with pytest.raises(SystemExit, match="reward_data 'test'; allowed: heldout, train"):
+        cells(",reward_data", [(0.5, ",test")])

@@ -34,7 +34,7 @@ from scipy.stats import binomtest
 
 from hwsim.errors import HwsimError
 from hwsim.latency.table import write_text_atomic
-from hwsim.search.haq_run import VAL_SIZE, search_val_images
+from hwsim.search.haq_run import search_val_images
 from hwsim.search.policy_crossval import CrossvalRequest, CrossvalResult, crossval_correct
 
 SPLITS = (("cv", "finetune_epochs"), ("cv_final", "final_finetune_epochs"))
@@ -54,6 +54,20 @@ def requests_of(cells: Sequence[dict[str, Any]]) -> dict[str, list[CrossvalReque
                 if r not in reqs:
                     reqs.append(r)
     return out
+
+
+def excluded_images(cells: Sequence[dict[str, Any]], source: Path) -> tuple[np.ndarray, str]:
+    """Dataset indices of the images the table's policies were selected on (its
+    ``reward_data``), and their description; SystemExit if the cells disagree."""
+    reward_data = {c["reward_data"] for c in cells}
+    if len(reward_data) != 1:
+        raise SystemExit(f"{source}: column reward_data varies between cells "
+                         f"{sorted(reward_data)}")
+    which = reward_data.pop()
+    idx = search_val_images(reward_data=which)
+    what = ("held-out validation images" if which == "heldout" else
+            "reward images (a third of the demo's training split, reward_data=train)")
+    return idx, f"{len(idx)} {what}"
 
 
 def mcnemar(a: np.ndarray, b: np.ndarray) -> tuple[int, int, float]:
@@ -124,7 +138,7 @@ def markdown(source: Path, all_rows: list[list[dict[str, Any]]], tests: list[dic
              f"Command: `{meta['command']}`", "",
              f"Policies from `{source}` (found on the search's model and split). Each policy "
              f"is re-measured on {meta['folds']} folds (fold seed {meta['fold_seed']}) of the "
-             f"digits without the search's {VAL_SIZE} validation images: "
+             f"digits without the search's {meta['excluded']}: "
              + "; ".join(f"{m}: {len(r.images)} images, each tested once by a model trained "
                          f"with the demo recipe on the other {_train_sizes(r)} images (float32 "
                          f"fold models: {r.fp_accuracy:.2%})" for m, r in results.items())
@@ -223,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not cells:
             print(f"{source}: no cells of models {args.models}", file=sys.stderr)
             return 2
+    exclude, excluded = excluded_images(cells, source)
     cache = args.cache or args.out.with_suffix(".cache.json")
     t0 = time.perf_counter()
     measured = 0
@@ -236,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for model, reqs in requests_of(cells).items():
             results[model] = crossval_correct(
-                model, reqs, n_folds=args.folds, exclude=search_val_images(),
+                model, reqs, n_folds=args.folds, exclude=exclude,
                 fold_seed=args.fold_seed, seed=int(cells[0]["seed"]), cache_path=cache,
                 progress=progress)
     except HwsimError as err:
@@ -250,7 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "folds": args.folds, "fold_seed": args.fold_seed,
             "finetune_epochs": cells[0]["finetune_epochs"],
             "final_finetune_epochs": cells[0]["final_finetune_epochs"], "seed": cells[0]["seed"],
-            "total_s": time.perf_counter() - t0, "measured": measured}
+            "total_s": time.perf_counter() - t0, "measured": measured,
+            "excluded": excluded}
     text = markdown(source, all_rows, tests, results, meta)
     write_text_atomic(args.out, text)
     write_text_atomic(args.out.with_suffix(".csv"), rows_csv(all_rows))

@@ -38,7 +38,13 @@ from hwsim.latency.table import write_text_atomic
 from hwsim.quant.device import load_device
 from hwsim.search.haq_accuracy import PolicyEvaluator
 from hwsim.search.haq_cost import quantizable_layers
-from hwsim.search.haq_run import digits_search_data, image_size, load_search_model
+from hwsim.search.haq_run import (
+    REWARD_DATA,
+    digits_search_data,
+    final_finetune_data,
+    image_size,
+    load_search_model,
+)
 
 SETTINGS = ("finetune_epochs", "final_finetune_epochs", "seed")
 
@@ -63,6 +69,7 @@ def cells_from_run_dir(run_dir: Path) -> list[dict[str, Any]]:
         cells.append({
             "where": str(path), "model": res["model"], "device": res["device"],
             "layer_names": names,
+            "reward_data": res["data"].get("reward_data", "heldout"),
             "budget": float(res["budget_fraction"]),
             **{k: int(res[k]) for k in SETTINGS},
             "methods": {name: {"policy": _bits(e, names, str(path)),
@@ -116,6 +123,7 @@ def cells_from_csv(path: Path, options: dict[str, int | None]) -> list[dict[str,
         cell = cells.setdefault(key, {"where": f"{path} {r['model']} {r['device']} "
                                                f"{r['budget']}",
                                       "model": key[0], "device": key[1], "budget": key[2],
+                                      "reward_data": _reward_data(r, f"{path} line {i}"),
                                       **settings, "methods": {}})
         if r["method"] in cell["methods"]:
             raise SystemExit(f"{path} line {i}: method {r['method']} repeated in the cell")
@@ -124,11 +132,20 @@ def cells_from_csv(path: Path, options: dict[str, int | None]) -> list[dict[str,
             "policy": _parse_policy(r["policy_w/a"], f"{path} line {i}"),
             "accuracy": float(r["test_accuracy"]),
             "final_accuracy": None if np.isnan(final) else final,
-            "cost_fraction": float(r["cost_fraction"]) if "cost_fraction" in r else None}
+            "cost_fraction": float(r["cost_fraction"]) if "cost_fraction" in r else None,
+            "val_accuracy": float(r["val_accuracy"]) if r.get("val_accuracy") else None}
     for cell in cells.values():
         if next(iter(cell["methods"]), None) != "haq":
             raise SystemExit(f"{cell['where']}: the cell's first method must be haq")
     return list(cells.values())
+
+
+def _reward_data(row: dict[str, str], where: str) -> str:
+    """The row's ``reward_data`` column; "heldout" for a CSV written before it existed."""
+    value = row.get("reward_data") or "heldout"
+    if value not in REWARD_DATA:
+        raise SystemExit(f"{where}: reward_data {value!r}; allowed: {', '.join(REWARD_DATA)}")
+    return value
 
 
 def cell_tests(cell: dict[str, Any], final: bool) -> list[dict[str, Any]]:
@@ -138,9 +155,11 @@ def cell_tests(cell: dict[str, Any], final: bool) -> list[dict[str, Any]]:
     epochs = cell["final_finetune_epochs"] if final else cell["finetune_epochs"]
     if final and not epochs:
         raise SystemExit(f"{cell['where']}: the run has no final fine-tune")
-    ev = PolicyEvaluator(graph, load_device(cell["device"]), layers,
-                         digits_search_data(image_size(graph)), finetune_epochs=epochs,
-                         seed=cell["seed"])
+    data = digits_search_data(image_size(graph), reward_data=cell["reward_data"])
+    if final:
+        data = final_finetune_data(data, cell["reward_data"])
+    ev = PolicyEvaluator(graph, load_device(cell["device"]), layers, data,
+                         finetune_epochs=epochs, seed=cell["seed"])
     names = [q.name for q in layers]
     if cell.get("layer_names") not in (None, names):
         raise SystemExit(f"{cell['where']}: policy layers {cell['layer_names']} are not "

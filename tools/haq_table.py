@@ -59,6 +59,8 @@ def _rows(res: dict[str, Any]) -> list[dict[str, Any]]:
             "metric": res["metric"], "cost_fraction": e["cost_fraction"], "cost": e["cost"],
             "unit": res["unit"], "finetune_epochs": res["finetune_epochs"],
             "final_finetune_epochs": res["final_finetune_epochs"], "seed": res["seed"],
+            "reward_metric": res["reward_metric"],
+            "reward_data": res["data"].get("reward_data", "heldout"),
             "fits_budget": e["fits_budget"], "val_accuracy": e["val_accuracy"],
             "test_accuracy": e["accuracy"],
             "final_test_accuracy": (e["final_finetune"]["accuracy"] if "final_finetune" in e
@@ -95,15 +97,23 @@ def _markdown(all_rows: list[list[dict[str, Any]]], meta: dict[str, Any]) -> str
                 "isca18: labelled models of HAQ's accelerators)")
              + "; accuracy under each "
              f"device's numerics (emulator) on scikit-learn digits: val = {meta['val']} "
-             "held-out images (search reward, greedy/ILP sensitivities), test = the other "
-             f"{meta['test']} held-out images. HAQ's policy: the episode with the highest "
+             + ("held-out images (search reward, greedy/ILP sensitivities), test = the other "
+                f"{meta['test']} held-out images."
+                if meta["reward_data"] == "heldout" else
+                "images of the training split (search reward, greedy/ILP sensitivities; HAQ's "
+                f"code draws its reward images from the training set), fine-tune on the other "
+                f"{meta['train']}, test = {meta['test']} held-out images.")
+             + " HAQ's policy: the episode with the highest "
              "reward" + (", ties broken by the lowest validation NLL"
                          if meta["reward_metric"] == "top1" else "") + ". "
              "Greedy and ILP minimise the summed measured "
              "per-component validation accuracy drop; uniform = the widest uniform policy "
              "within the budget."
              + (f" final test acc: every reported policy (HAQ's and each baseline's) "
-                f"fine-tuned {final} epochs, then tested (HAQ's last step)." if final else ""),
+                f"fine-tuned {final} epochs"
+                + (f" on the whole training split ({meta['final_train']} images)"
+                   if meta["reward_data"] == "train" else "")
+                + ", then tested (HAQ's last step)." if final else ""),
              "",
              f"| model | device | budget | method | {meta['metric']} / 8-bit | val acc | "
              "test acc | " + ("final test acc | " if final else "") + "W/A bits per layer |",
@@ -183,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="what the budget limits (a fraction of its all-W8A8 value)")
     p.add_argument("--reward-metric", choices=["top1", "nll"], default="top1",
                    help="validation metric of the reward and the sensitivities (HAQ: top1)")
+    p.add_argument("--reward-data", choices=["heldout", "train"], default="heldout",
+                   help="images of the reward and the sensitivities: 160 held-out, or a third "
+                        "of the training split (HAQ's code; pair with --reward-metric nll)")
     p.add_argument("--final-finetune-epochs", type=int, default=0,
                    help="fine-tune every reported policy this many epochs before its final "
                         "test accuracy (HAQ's last step; 0 = skip)")
@@ -211,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                         finetune_epochs=args.finetune_epochs, progress=not args.no_progress,
                         accuracy_cache=args.out / f"accuracy_cache-{model}.json",
                         final_finetune_epochs=args.final_finetune_epochs,
-                        reward_metric=args.reward_metric)
+                        reward_metric=args.reward_metric, reward_data=args.reward_data)
                 except HwsimError as err:
                     print(f"haq_table: {model} {device} {budget:g}: {err}", file=sys.stderr)
                     return 1
@@ -231,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             "finetune_epochs": args.finetune_epochs, "seed": args.seed, "timings": timings,
             "final_finetune_epochs": args.final_finetune_epochs,
             "reward_metric": args.reward_metric, "metric": args.metric,
-            "val": data["val"], "test": data["test"],
+            "val": data["val"], "test": data["test"], "train": data["train"],
+            "final_train": data.get("final_finetune_train"), "reward_data": args.reward_data,
             "total_s": time.perf_counter() - t0}
     md = _markdown(all_rows, meta)
     write_text_atomic(args.out / "table.md", md)

@@ -22,7 +22,8 @@ def _run(args: argparse.Namespace) -> int:
                                  Path(args.out), finetune_epochs=args.finetune_epochs,
                                  progress=not args.no_progress, configuration=args.configuration,
                                  final_finetune_epochs=args.final_finetune_epochs,
-                                 reward_metric=args.reward_metric)
+                                 reward_metric=args.reward_metric,
+                                 reward_data=args.reward_data)
     except BudgetError as err:
         print(f"hwsim: error: {err}", file=sys.stderr)
         return 2
@@ -73,6 +74,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="what the reward and the greedy/ILP sensitivities measure on the "
                         "validation split: top1 accuracy (HAQ) or the NLL of the labels "
                         "(smoother on a small validation split; reported accuracies stay top-1)")
+    p.add_argument("--reward-data", choices=["heldout", "train"], default="heldout",
+                   help="the validation split: 160 held-out digits, or a third of the training "
+                        "split with the fine-tune on the rest (HAQ's code draws its reward "
+                        "images from the training set; top-1 saturates there: use with "
+                        "--reward-metric nll)")
     p.add_argument("--configuration", default=None,
                    help="bit-flexible cost configuration (e.g. bismo edge|cloud)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

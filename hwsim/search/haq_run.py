@@ -14,12 +14,21 @@ under the same budget and first/last rule, then writes to ``out``:
 - ``haq_checkpoint.pt`` (``run_haq``'s) and ``accuracy_cache.json`` (``CachedEvaluator``): a rerun
   with the same ``out`` resumes the search and re-uses every accuracy already measured.
 
-Data (``digits_search_data``): fine-tune on the demo's 1437 training images, calibrate on the
-first ``CALIB_SIZE`` of them; the 360 held-out images are permuted with a fixed seed
-(``SPLIT_SEED``) into ``VAL_SIZE`` validation images (the reward, the baselines' sensitivities)
-and the rest for test (reported). Deviation from HAQ, which computes its reward on images held
-out of its *training* set: the demo models fit their training images (100 % top-1 at 8 bits),
-so a reward on them would not separate policies.
+Data (``digits_search_data``), ``reward_data``:
+
+- ``"heldout"`` (default): fine-tune on the demo's 1437 training images, calibrate on the first
+  ``CALIB_SIZE`` of them; the 360 held-out images are permuted with a fixed seed
+  (``SPLIT_SEED``) into ``VAL_SIZE`` validation images (the reward, the baselines'
+  sensitivities) and the rest for test (reported). Deviation from HAQ, which computes its
+  reward on images of its *training* set: 160 images move top-1 in 0.625 pp steps.
+- ``"train"`` (HAQ's code, ``get_split_train_dataset``: ``val_size`` 10000 reward images drawn
+  from the training set the model was trained on, the fine-tune on ``train_size`` 20000 others):
+  the training split permuted with ``SPLIT_SEED``, its first ``TRAIN_REWARD_SIZE`` (a third,
+  HAQ's 10000 : 20000) are the validation images, the fine-tune uses the rest (dataset order)
+  and calibrates on their first ``CALIB_SIZE``; test = the same 200 held-out images as above
+  (the other 160 are not used). The demo models fit their training images (100 % top-1 at 8
+  bits), so on these images top-1 separates few policies: use it with ``reward_metric="nll"``.
+  The final fine-tune (below) uses the whole training split, as HAQ's last step does.
 
 Options beyond HAQ's search: ``final_finetune_epochs`` (HAQ's last step, a longer fine-tune of
 the chosen policy, given alike to every baseline's policy, reported as ``final_finetune``) and
@@ -30,6 +39,7 @@ and the greedy/ILP sensitivities; top-1 on 160 images moves in 0.625 pp steps).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -72,11 +82,13 @@ from hwsim.search.haq_env import Policy, candidate_bits, fixed_pairs, minimum_co
 
 N_CLASSES = 10
 VAL_SIZE = 160   # of the 360 held-out digits; the other 200 are the test split
+TRAIN_REWARD_SIZE = 1437 // 3  # reward_data="train": a third of the training split
 CALIB_SIZE = 128
 SPLIT_SEED = 0
 REFERENCE_BITS = 8  # budgets are fractions of the cost with every layer at W8A8
 CACHE_FORMAT = 1
 REWARD_METRICS = ("top1", "nll")
+REWARD_DATA = ("heldout", "train")
 
 
 # ----------------------------------------------------------------------------- budget
@@ -143,32 +155,67 @@ def image_size(graph: Graph) -> int:
     return int(shape[2])
 
 
-def digits_search_data(size: int, val_size: int = VAL_SIZE, calib_size: int = CALIB_SIZE,
-                       split_seed: int = SPLIT_SEED) -> SearchData:
-    """The search's splits of scikit-learn digits at ``size`` x ``size`` (module docstring)."""
+def digits_search_data(size: int, val_size: int | None = None, calib_size: int = CALIB_SIZE,
+                       split_seed: int = SPLIT_SEED, reward_data: str = "heldout") -> SearchData:
+    """The search's splits of scikit-learn digits at ``size`` x ``size`` (module docstring);
+    ``val_size`` defaults to ``VAL_SIZE`` ("heldout") or ``TRAIN_REWARD_SIZE`` ("train")."""
     from hwsim.graph.digits_demo import digits_data
 
+    _check_reward_data(reward_data)
     train_x, train_y, held_x, held_y = digits_data(size)
-    if not 0 < val_size < len(held_y):
-        raise SearchError(f"val_size must lie in 1..{len(held_y) - 1}, got {val_size}")
+    held = _held_out_order(len(held_y), split_seed)
+    test = held[VAL_SIZE:]
+    if reward_data == "heldout":
+        val_size = VAL_SIZE if val_size is None else val_size
+        if not 0 < val_size < len(held_y):
+            raise SearchError(f"val_size must lie in 1..{len(held_y) - 1}, got {val_size}")
+        val, test = held[:val_size], held[val_size:]
+        val_x, val_y = held_x[val], held_y[val]
+    else:
+        val_size = TRAIN_REWARD_SIZE if val_size is None else val_size
+        if not 0 < val_size < len(train_y):
+            raise SearchError(f"val_size must lie in 1..{len(train_y) - 1} (training images) "
+                              f"for reward_data='train', got {val_size}")
+        val, tune = _train_reward_split(len(train_y), val_size, split_seed)
+        val_x, val_y = train_x[val], train_y[val]
+        train_x, train_y = train_x[tune], train_y[tune]
     if not 0 < calib_size <= len(train_y):
         raise SearchError(f"calib_size must lie in 1..{len(train_y)}, got {calib_size}")
-    order = _held_out_order(len(held_y), split_seed)
-    val, test = order[:val_size], order[val_size:]
-    return SearchData(train_x=train_x, train_y=train_y, val_x=held_x[val], val_y=held_y[val],
+    return SearchData(train_x=train_x, train_y=train_y, val_x=val_x, val_y=val_y,
                       test_x=held_x[test], test_y=held_y[test],
                       calib_x=train_x[:calib_size].copy())
+
+
+def _check_reward_data(reward_data: str) -> None:
+    if reward_data not in REWARD_DATA:
+        raise SearchError(f"reward_data {reward_data!r}; allowed: {', '.join(REWARD_DATA)}")
 
 
 def _held_out_order(n_held: int, split_seed: int) -> np.ndarray:
     return np.random.default_rng(split_seed).permutation(n_held)
 
 
-def search_val_images(val_size: int = VAL_SIZE, split_seed: int = SPLIT_SEED) -> np.ndarray:
+def _train_reward_split(n_train: int, val_size: int,
+                        split_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(reward, fine-tune) indices into the training split, each ascending."""
+    order = np.random.default_rng(split_seed).permutation(n_train)
+    return np.sort(order[:val_size]), np.sort(order[val_size:])
+
+
+def search_val_images(val_size: int | None = None, split_seed: int = SPLIT_SEED,
+                      reward_data: str = "heldout") -> np.ndarray:
     """Dataset indices (ascending) of ``digits_search_data``'s validation images: those the
     reward and the baselines' sensitivities were measured on."""
     from hwsim.graph.digits_demo import N_TRAIN, digits_images
 
+    _check_reward_data(reward_data)
+    if reward_data == "train":
+        val_size = TRAIN_REWARD_SIZE if val_size is None else val_size
+        if not 0 < val_size < N_TRAIN:
+            raise SearchError(f"val_size must lie in 1..{N_TRAIN - 1} (training images) for "
+                              f"reward_data='train', got {val_size}")
+        return _train_reward_split(N_TRAIN, val_size, split_seed)[0]
+    val_size = VAL_SIZE if val_size is None else val_size
     n_held = len(digits_images()[1]) - N_TRAIN
     if not 0 < val_size < n_held:
         raise SearchError(f"val_size must lie in 1..{n_held - 1}, got {val_size}")
@@ -385,7 +432,8 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
                        configuration: str | None = None, *,
                        accuracy_cache: Path | None = None,
                        final_finetune_epochs: int = 0,
-                       reward_metric: str = "top1") -> dict[str, Any]:
+                       reward_metric: str = "top1",
+                       reward_data: str = "heldout") -> dict[str, Any]:
     """Run HAQ and the baselines for ``model`` on ``device`` under ``budget``
     (``metric=fraction`` of the all-W8A8 cost) and write the outputs to ``out`` (module
     docstring). ``accuracy_cache``: the accuracy cache file (default ``out/accuracy_cache.json``;
@@ -394,7 +442,9 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
     baseline's: each entry gets ``final_finetune`` {epochs, accuracy (test), val_accuracy}, same
     optimizer, learning rate and seed as the search's fine-tune. ``reward_metric``: "top1"
     (HAQ) or "nll" (``NegativeNllView``: the reward and the greedy/ILP sensitivities use the
-    validation NLL instead; reported accuracies stay top-1). Returns the ``result.json``
+    validation NLL instead; reported accuracies stay top-1). ``reward_data``: which images are
+    the validation split (``digits_search_data``: "heldout", or "train" as in HAQ's code).
+    Returns the ``result.json``
     content. BudgetError for a malformed or unreachable budget (checked before any accuracy is
     measured)."""
     from hwsim.search.haq_ddpg import DdpgConfig, run_haq
@@ -405,6 +455,7 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
         raise SearchError(f"episodes must be >= 1, got {episodes}")
     if reward_metric not in REWARD_METRICS:
         raise SearchError(f"reward_metric {reward_metric!r}; allowed: {', '.join(REWARD_METRICS)}")
+    _check_reward_data(reward_data)
     if final_finetune_epochs < 0:
         raise SearchError(f"final_finetune_epochs must be >= 0, got {final_finetune_epochs}")
     dev = load_device(device)
@@ -429,7 +480,8 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
                           f"W8A8); use at least {metric}={least:g}")
     layers = quantizable_layers(graph)
     _check_untied(graph, layers)
-    data = digits_search_data(image_size(graph))
+    data = digits_search_data(image_size(graph), reward_data=reward_data)
+    final_data = final_finetune_data(data, reward_data)
     raw = PolicyEvaluator(graph, dev, layers, data, base_precision=base_precision,
                           finetune_epochs=finetune_epochs, seed=seed)
     out = Path(out)
@@ -438,7 +490,7 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
     ev = CachedEvaluator(raw, evaluator_context(graph, dev, raw), cache_path)
     final = None
     if final_finetune_epochs > 0:
-        final_raw = PolicyEvaluator(graph, dev, layers, data, base_precision=base_precision,
+        final_raw = PolicyEvaluator(graph, dev, layers, final_data, base_precision=base_precision,
                                     finetune_epochs=final_finetune_epochs, seed=seed)
         final = CachedEvaluator(final_raw, evaluator_context(graph, dev, final_raw), cache_path)
     with_nll = reward_metric == "nll"
@@ -493,7 +545,9 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
         "episodes": len(search.episodes), "seed": seed, "finetune_epochs": finetune_epochs,
         "final_finetune_epochs": final_finetune_epochs, "reward_metric": reward_metric,
         "data": {"train": len(data.train_y), "val": len(data.val_y), "test": len(data.test_y),
-                 "calib": len(data.calib_x), "split_seed": SPLIT_SEED},
+                 "calib": len(data.calib_x), "split_seed": SPLIT_SEED,
+                 "reward_data": reward_data,
+                 "final_finetune_train": len(final_data.train_y)},
         "sensitivity": {"evaluations": sens.evaluations,
                         ("reference_val_accuracy" if reward_metric == "top1" else
                          "reference_val_negative_nll"): sens.reference_accuracy,
@@ -510,6 +564,18 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
     timings["total_s"] = time.perf_counter() - t0
     write_json_atomic(out / "result.json", result)
     return result
+
+
+def final_finetune_data(data: SearchData, reward_data: str) -> SearchData:
+    """The final fine-tune's data: the search's, but on the whole training split when the
+    reward images were taken from it (HAQ fine-tunes its chosen policy on the full training
+    set); calibration stays the search's."""
+    if reward_data != "train":
+        return data
+    from hwsim.graph.digits_demo import digits_data
+
+    train_x, train_y, _, _ = digits_data(int(data.train_x.shape[-1]))
+    return dataclasses.replace(data, train_x=train_x, train_y=train_y)
 
 
 class _Progress:
