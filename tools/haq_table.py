@@ -62,6 +62,7 @@ def _rows(res: dict[str, Any]) -> list[dict[str, Any]]:
             "reward_metric": res["reward_metric"],
             "reward_data": res["data"].get("reward_data", "heldout"),
             "fits_budget": e["fits_budget"], "val_accuracy": e["val_accuracy"],
+            "val_nll": e.get("val_nll", math.nan),
             "test_accuracy": e["accuracy"],
             "final_test_accuracy": (e["final_finetune"]["accuracy"] if "final_finetune" in e
                                     else float("nan")),
@@ -85,6 +86,7 @@ def _cell(margin: float) -> str:
 def _markdown(all_rows: list[list[dict[str, Any]]], meta: dict[str, Any]) -> str:
     final = meta["final_finetune_epochs"]
     splits = ("val", "test", "final_test") if final else ("val", "test")
+    nll = meta["reward_metric"] == "nll"
     lines = [f"# HAQ vs baselines: accuracy vs {meta['metric']} ({meta['date']})", "",
              f"Command: `{meta['command']}`", "",
              f"Episodes per HAQ search: {meta['episodes']} (HAQ used 600); fine-tune epochs "
@@ -106,9 +108,9 @@ def _markdown(all_rows: list[list[dict[str, Any]]], meta: dict[str, Any]) -> str
              + " HAQ's policy: the episode with the highest "
              "reward" + (", ties broken by the lowest validation NLL"
                          if meta["reward_metric"] == "top1" else "") + ". "
-             "Greedy and ILP minimise the summed measured "
-             "per-component validation accuracy drop; uniform = the widest uniform policy "
-             "within the budget."
+             "Greedy and ILP minimise the summed measured per-component validation "
+             + ("accuracy drop" if meta["reward_metric"] == "top1" else "NLL increase")
+             + "; uniform = the widest uniform policy within the budget."
              + (f" final test acc: every reported policy (HAQ's and each baseline's) "
                 f"fine-tuned {final} epochs"
                 + (f" on the whole training split ({meta['final_train']} images)"
@@ -116,13 +118,16 @@ def _markdown(all_rows: list[list[dict[str, Any]]], meta: dict[str, Any]) -> str
                 + ", then tested (HAQ's last step)." if final else ""),
              "",
              f"| model | device | budget | method | {meta['metric']} / 8-bit | val acc | "
-             "test acc | " + ("final test acc | " if final else "") + "W/A bits per layer |",
-             "|---|---|---|---|---|---|---|---|" + ("---|" if final else "")]
+             + ("val NLL | " if nll else "") + "test acc | "
+             + ("final test acc | " if final else "") + "W/A bits per layer |",
+             "|---|---|---|---|---|---|---|---|" + ("---|" if final else "")
+             + ("---|" if nll else "")]
     for rows in all_rows:
         for r in rows:
             fcell = f"{r['final_test_accuracy']:.2%} | " if final else ""
+            ncell = f"{r['val_nll']:.4f} | " if nll else ""
             lines.append(f"| {r['model']} | {r['device']} | {r['budget']:g} | {r['method']} | "
-                         f"{r['cost_fraction']:.3f} | {r['val_accuracy']:.2%} | "
+                         f"{r['cost_fraction']:.3f} | {r['val_accuracy']:.2%} | {ncell}"
                          f"{r['test_accuracy']:.2%} | {fcell}{r['policy_w/a']} |")
     head = " | ".join(f"HAQ >= best baseline ({sp})" for sp in splits)
     head2 = " | ".join(f"HAQ >= uniform ({sp})" for sp in splits)
