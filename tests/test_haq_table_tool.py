@@ -64,3 +64,17 @@ def test_markdown_states_the_training_image_reward_and_the_nll_column(tool):
     assert "| m | d | 0.6 | haq | 0.590 | 100.00% | 0.0123 | 97.00% | 98.00% | 8/8 5/5 |" in text
     # final test: HAQ 98% against greedy's 99% -> behind the best baseline, ahead of uniform
     assert "| no (-1.0 pp) |" in text and "| yes (+3.0 pp) |" in text
+
+
+def test_nll_reward_val_verdict_compares_the_nll_the_search_optimised(tool):
+    rows = tool._rows(_result())
+    meta = {"date": "d", "command": "c", "episodes": "m 2", "finetune_epochs": 1, "seed": 0,
+            "timings": [], "final_finetune_epochs": 10, "reward_metric": "nll",
+            "metric": "latency", "val": 479, "test": 200, "train": 958, "final_train": 1437,
+            "reward_data": "train", "total_s": 1.0}
+    text = tool._markdown([rows], meta)
+    # val top-1 ties at 100%; the NLL: HAQ 0.0123, best baseline greedy 0.02, uniform-4 0.07
+    assert "| HAQ >= best baseline (val NLL) |" in text
+    assert ("| m | d | 0.6 | yes (-0.0077 NLL) | yes (+1.0 pp) | no (-1.0 pp) | "
+            "yes (-0.0577 NLL) | yes (+7.0 pp) | yes (+3.0 pp) |") in text
+    assert "HAQ >= best baseline: val NLL 1/1, test 1/1, final_test 0/1" in text

@@ -71,15 +71,25 @@ def _rows(res: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _score(row: dict[str, Any], split: str) -> float:
+    """Higher is better: accuracy on ``split``; on "val" under an NLL reward, -val NLL (what
+    the search and the sensitivities optimised)."""
+    if split == "val" and row["reward_metric"] == "nll":
+        return -row["val_nll"]
+    return row[f"{split}_accuracy"]
+
+
 def _verdict(rows: list[dict[str, Any]], split: str) -> tuple[float, float]:
-    """(HAQ - best baseline, HAQ - uniform) accuracy on ``split`` for one model/device/budget;
-    >= 0 means HAQ matches or beats it."""
-    haq = rows[0][f"{split}_accuracy"]
-    base = [r[f"{split}_accuracy"] for r in rows[1:]]
-    return haq - max(base), haq - rows[1][f"{split}_accuracy"]
+    """(HAQ - best baseline, HAQ - uniform) score (``_score``) on ``split`` for one
+    model/device/budget; >= 0 means HAQ matches or beats it."""
+    haq = _score(rows[0], split)
+    base = [_score(r, split) for r in rows[1:]]
+    return haq - max(base), haq - base[0]
 
 
-def _cell(margin: float) -> str:
+def _cell(margin: float, nll: bool = False) -> str:
+    if nll:
+        return f"{'yes' if margin >= 0 else 'no'} ({-margin:+.4f} NLL)"
     return f"{'yes' if margin >= 0 else 'no'} ({100 * margin:+.1f} pp)"
 
 
@@ -129,8 +139,9 @@ def _markdown(all_rows: list[list[dict[str, Any]]], meta: dict[str, Any]) -> str
             lines.append(f"| {r['model']} | {r['device']} | {r['budget']:g} | {r['method']} | "
                          f"{r['cost_fraction']:.3f} | {r['val_accuracy']:.2%} | {ncell}"
                          f"{r['test_accuracy']:.2%} | {fcell}{r['policy_w/a']} |")
-    head = " | ".join(f"HAQ >= best baseline ({sp})" for sp in splits)
-    head2 = " | ".join(f"HAQ >= uniform ({sp})" for sp in splits)
+    names = {sp: "val NLL" if sp == "val" and nll else sp for sp in splits}
+    head = " | ".join(f"HAQ >= best baseline ({names[sp]})" for sp in splits)
+    head2 = " | ".join(f"HAQ >= uniform ({names[sp]})" for sp in splits)
     lines += ["", f"| model | device | budget | {head} | {head2} |",
               "|---|---|---|" + "---|" * (2 * len(splits))]
     met = {sp: [0, 0] for sp in splits}
@@ -143,11 +154,14 @@ def _markdown(all_rows: list[list[dict[str, Any]]], meta: dict[str, Any]) -> str
             cells[split] = (best, uni)
         r = rows[0]
         lines.append(f"| {r['model']} | {r['device']} | {r['budget']:g} | "
-                     + " | ".join(_cell(cells[sp][0]) for sp in splits) + " | "
-                     + " | ".join(_cell(cells[sp][1]) for sp in splits) + " |")
+                     + " | ".join(_cell(cells[sp][0], names[sp] == "val NLL") for sp in splits)
+                     + " | "
+                     + " | ".join(_cell(cells[sp][1], names[sp] == "val NLL") for sp in splits)
+                     + " |")
     n = len(all_rows)
-    lines += ["", "HAQ >= best baseline: " + ", ".join(f"{sp} {met[sp][0]}/{n}" for sp in splits)
-              + "; HAQ >= uniform: " + ", ".join(f"{sp} {met[sp][1]}/{n}" for sp in splits)
+    lines += ["", "HAQ >= best baseline: "
+              + ", ".join(f"{names[sp]} {met[sp][0]}/{n}" for sp in splits)
+              + "; HAQ >= uniform: " + ", ".join(f"{names[sp]} {met[sp][1]}/{n}" for sp in splits)
               + ".", "",
               "Timings of this invocation (episodes resumed from a checkpoint and cached "
               "accuracies cost ~0 s):", "",
