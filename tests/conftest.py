@@ -19,3 +19,22 @@ def _hwsim_cache_dir(tmp_path_factory: pytest.TempPathFactory):
     yield
     if old is None:
         os.environ.pop("HWSIM_CACHE_DIR", None)
+
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+
+
+@pytest.fixture(scope="session")
+def import_tool():
+    """``import_tool("haq_table")``: a module of ``tools/`` (which import each other by name),
+    imported with ``tools/`` on ``sys.path`` only for the import."""
+    import importlib
+    import sys
+
+    def load(name: str):
+        sys.path.insert(0, str(TOOLS))
+        try:
+            return importlib.import_module(name)
+        finally:
+            sys.path.remove(str(TOOLS))
+    return load

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-TOOLS = Path(__file__).parents[1] / "tools"
 
 
 @pytest.fixture(scope="module")
-def tool():
-    sys.path.insert(0, str(TOOLS))
-    try:
-        import haq_reward_fidelity
-    finally:
-        sys.path.remove(str(TOOLS))
-    return haq_reward_fidelity
+def tool(import_tool):
+    return import_tool("haq_reward_fidelity")
 
 
 def test_identical_ranking_agrees_everywhere(tool):

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-TOOLS = Path(__file__).parents[1] / "tools"
 
 
 @pytest.fixture(scope="module")
-def tool():
-    sys.path.insert(0, str(TOOLS))
-    try:
-        import haq_table
-    finally:
-        sys.path.remove(str(TOOLS))
-    return haq_table
+def tool(import_tool):
+    return import_tool("haq_table")
+
+
+META = {"date": "d", "command": "c", "episodes": "m 2", "finetune_epochs": 1, "seed": 0,
+        "timings": [], "final_finetune_epochs": 10, "reward_metric": "nll", "metric": "latency",
+        "val": 479, "test": 200, "train": 958, "final_train": 1437, "reward_data": "train",
+        "total_s": 1.0}
 
 
 def _entry(w: int, cost: float, val: float, nll: float, test: float, final: float) -> dict:
@@ -51,11 +47,7 @@ def test_rows_carry_the_reward_design_and_the_widest_fitting_uniform(tool):
 
 def test_markdown_states_the_training_image_reward_and_the_nll_column(tool):
     rows = tool._rows(_result())
-    meta = {"date": "d", "command": "c", "episodes": "m 2", "finetune_epochs": 1, "seed": 0,
-            "timings": [], "final_finetune_epochs": 10, "reward_metric": "nll",
-            "metric": "latency", "val": 479, "test": 200, "train": 958, "final_train": 1437,
-            "reward_data": "train", "total_s": 1.0}
-    text = tool._markdown([rows], meta)
+    text = tool._markdown([rows], META)
     assert ("val = 479 images of the training split (search reward, greedy/ILP sensitivities; "
             "HAQ's code draws its reward images from the training set), fine-tune on the other "
             "958, test = 200 held-out images.") in text
@@ -68,11 +60,7 @@ def test_markdown_states_the_training_image_reward_and_the_nll_column(tool):
 
 def test_nll_reward_val_verdict_compares_the_nll_the_search_optimised(tool):
     rows = tool._rows(_result())
-    meta = {"date": "d", "command": "c", "episodes": "m 2", "finetune_epochs": 1, "seed": 0,
-            "timings": [], "final_finetune_epochs": 10, "reward_metric": "nll",
-            "metric": "latency", "val": 479, "test": 200, "train": 958, "final_train": 1437,
-            "reward_data": "train", "total_s": 1.0}
-    text = tool._markdown([rows], meta)
+    text = tool._markdown([rows], META)
     # val top-1 ties at 100%; the NLL: HAQ 0.0123, best baseline greedy 0.02, uniform-4 0.07
     assert "| HAQ >= best baseline (val NLL) |" in text
     assert ("| m | d | 0.6 | yes (-0.0077 NLL) | yes (+1.0 pp) | no (-1.0 pp) | "
