@@ -50,3 +50,36 @@ def test_crossval_csv_needs_its_columns(tool, tmp_path):
     good = tmp_path / "cv2.csv"
     good.write_text("model,device,budget,method,cv_accuracy\nm,d,0.5,haq,0.75\n")
     assert tool.cv_accuracies(good) == {("m", "d", 0.5, "haq"): 0.75}
+
+
+def test_tool_measures_each_design_and_checks_the_tables_val_accuracy(tool, tmp_path):
+    from hwsim.quant.device import load_device
+    from hwsim.search.haq_accuracy import PolicyEvaluator
+    from hwsim.search.haq_cost import quantizable_layers
+    from hwsim.search.haq_run import digits_search_data, load_search_model
+
+    graph = load_search_model("digits_cnn")
+    ev = PolicyEvaluator(graph, load_device("bismo"), quantizable_layers(graph),
+                         digits_search_data(8), finetune_epochs=0)
+    wide, narrow = [(8, 8)] * 5, [(8, 8), (3, 3), (3, 3), (3, 3), (8, 8)]
+    val = [ev.accuracy(wide), ev.accuracy(narrow)]
+    head = ("model,device,budget,method,finetune_epochs,final_finetune_epochs,seed,val_accuracy,"
+            "test_accuracy,final_test_accuracy,policy_w/a\n")
+
+    def table(vals):
+        (tmp_path / "t.csv").write_text(head + "".join(
+            f"digits_cnn,bismo,0.5,{m},0,0,0,{v!r},0.9,nan,{p}\n" for m, v, p in
+            (("haq", vals[0], "8/8 8/8 8/8 8/8 8/8"), ("uniform-3", vals[1],
+                                                      "8/8 3/3 3/3 3/3 8/8"))))
+        return tmp_path / "t.csv"
+    (tmp_path / "cv.csv").write_text("model,device,budget,method,cv_accuracy\n"
+                                     "digits_cnn,bismo,0.5,haq,0.99\n"
+                                     "digits_cnn,bismo,0.5,uniform-3,0.5\n")
+    out = tmp_path / "r.md"
+    assert tool.main([str(table(val)), str(tmp_path / "cv.csv"), "--out", str(out)]) == 0
+    text = out.read_text()
+    # the 8-bit policy has the lower NLL on any images: both NLL designs rank as the reference
+    assert "| heldout nll | digits_cnn | 1/1 | +1.00 | 100% of 1 |" in text
+    assert "| train nll | digits_cnn | 1/1 | +1.00 | 100% of 1 |" in text
+    # a table whose val acc is not what its policies measure is refused
+    assert tool.main([str(table([val[0], val[1] + 0.5])), str(tmp_path / "cv.csv")]) == 1
