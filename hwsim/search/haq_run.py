@@ -53,6 +53,7 @@ import numpy as np
 
 from hwsim.emulate.dump import write_json_atomic
 from hwsim.errors import BudgetError, GraphError, SearchError
+from hwsim.graph.digits_demo import N_TRAIN
 from hwsim.graph.ir import Graph
 from hwsim.latency.table import write_text_atomic
 from hwsim.quant.device import Device, load_device
@@ -82,7 +83,7 @@ from hwsim.search.haq_env import Policy, candidate_bits, fixed_pairs, minimum_co
 
 N_CLASSES = 10
 VAL_SIZE = 160   # of the 360 held-out digits; the other 200 are the test split
-TRAIN_REWARD_SIZE = 1437 // 3  # reward_data="train": a third of the training split
+TRAIN_REWARD_SIZE = N_TRAIN // 3  # reward_data="train": a third of the training split
 CALIB_SIZE = 128
 SPLIT_SEED = 0
 REFERENCE_BITS = 8  # budgets are fractions of the cost with every layer at W8A8
@@ -206,7 +207,7 @@ def search_val_images(val_size: int | None = None, split_seed: int = SPLIT_SEED,
                       reward_data: str = "heldout") -> np.ndarray:
     """Dataset indices (ascending) of ``digits_search_data``'s validation images: those the
     reward and the baselines' sensitivities were measured on."""
-    from hwsim.graph.digits_demo import N_TRAIN, digits_images
+    from hwsim.graph.digits_demo import digits_images
 
     _check_reward_data(reward_data)
     if reward_data == "train":
@@ -444,9 +445,8 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
     (HAQ) or "nll" (``NegativeNllView``: the reward and the greedy/ILP sensitivities use the
     validation NLL instead; reported accuracies stay top-1). ``reward_data``: which images are
     the validation split (``digits_search_data``: "heldout", or "train" as in HAQ's code).
-    Returns the ``result.json``
-    content. BudgetError for a malformed or unreachable budget (checked before any accuracy is
-    measured)."""
+    Returns the ``result.json`` content. BudgetError for a malformed or unreachable budget
+    (checked before any accuracy is measured)."""
     from hwsim.search.haq_ddpg import DdpgConfig, run_haq
 
     t0 = time.perf_counter()
