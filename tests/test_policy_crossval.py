@@ -188,7 +188,7 @@ def test_crossval_refuses_bad_requests_and_caches(fixed_model, tmp_path):
 def test_tool_mcnemar_matches_the_exact_binomial_sum():
     sys.path.insert(0, str(TOOLS))
     try:
-        from haq_crossval import mcnemar
+        from haq_significance import mcnemar
     finally:
         sys.path.remove(str(TOOLS))
     a = np.array([1, 1, 1, 1, 1, 1, 0, 0, 1, 0], bool)

@@ -29,8 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from haq_significance import SETTINGS, cells_from_csv  # tools/ is on sys.path when run as a script
-from scipy.stats import binomtest
+from haq_significance import (  # tools/ is on sys.path when run as a script
+    SETTINGS,
+    cells_from_csv,
+    mcnemar,
+)
 
 from hwsim.errors import HwsimError
 from hwsim.latency.table import write_text_atomic
@@ -68,13 +71,6 @@ def excluded_images(cells: Sequence[dict[str, Any]], source: Path) -> tuple[np.n
     what = ("held-out validation images" if which == "heldout" else
             "reward images (a third of the demo's training split, reward_data=train)")
     return idx, f"{len(idx)} {what}"
-
-
-def mcnemar(a: np.ndarray, b: np.ndarray) -> tuple[int, int, float]:
-    """(a-only, b-only, exact two-sided p) for paired per-image correctness."""
-    a_only, b_only = int(np.sum(a & ~b)), int(np.sum(~a & b))
-    n = a_only + b_only
-    return a_only, b_only, (float(binomtest(a_only, n, 0.5).pvalue) if n else 1.0)
 
 
 def cell_rows(cell: dict[str, Any], result: CrossvalResult) -> list[dict[str, Any]]:

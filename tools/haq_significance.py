@@ -140,6 +140,13 @@ def cells_from_csv(path: Path, options: dict[str, int | None]) -> list[dict[str,
     return list(cells.values())
 
 
+def mcnemar(a: np.ndarray, b: np.ndarray) -> tuple[int, int, float]:
+    """(a-only, b-only, exact two-sided p) for paired per-image correctness."""
+    a_only, b_only = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    n = a_only + b_only
+    return a_only, b_only, (float(binomtest(a_only, n, 0.5).pvalue) if n else 1.0)
+
+
 def _reward_data(row: dict[str, str], where: str) -> str:
     """The row's ``reward_data`` column; "heldout" for a CSV written before it existed."""
     value = row.get("reward_data") or "heldout"
@@ -177,15 +184,12 @@ def cell_tests(cell: dict[str, Any], final: bool) -> list[dict[str, Any]]:
                              f"{correct[name].mean():.4f}, the stored one is {stored}")
     rows = []
     for name in list(methods)[1:]:
-        haq_only = int(np.sum(correct["haq"] & ~correct[name]))
-        other_only = int(np.sum(~correct["haq"] & correct[name]))
-        n = haq_only + other_only
-        p = binomtest(haq_only, n, 0.5).pvalue if n else 1.0
+        haq_only, other_only, p = mcnemar(correct["haq"], correct[name])
         rows.append({"model": cell["model"], "device": cell["device"],
                      "budget": cell["budget"], "baseline": name,
                      "haq_acc": float(correct["haq"].mean()),
                      "baseline_acc": float(correct[name].mean()),
-                     "haq_only": haq_only, "baseline_only": other_only, "p": float(p)})
+                     "haq_only": haq_only, "baseline_only": other_only, "p": p})
     return rows
 
 

@@ -34,9 +34,9 @@ from hwsim.quant.device import load_device
 from hwsim.search.context_cache import ContextCache
 from hwsim.search.haq_accuracy import PolicyEvaluator, SearchData
 from hwsim.search.haq_cost import quantizable_layers
+from hwsim.search.haq_run import CALIB_SIZE  # as the search: the fold's first training images
 
 CACHE_FORMAT = 2  # 1: flat keys (before ContextCache)
-CALIB_SIZE = 128  # as the search's (haq_run.CALIB_SIZE): the first training images of the fold
 
 PolicyBits = tuple[tuple[int, int], ...]
 
