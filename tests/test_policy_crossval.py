@@ -242,11 +242,29 @@ def test_tool_rows_verdicts_and_tests_from_pooled_correctness(tmp_path):
     tests = tool.cell_tests(cells[0], res)
     greedy = next(t for t in tests if t["split"] == "cv" and t["baseline"] == "greedy")
     assert (greedy["haq_only"], greedy["baseline_only"]) == (1, 2)
+    tool.add_holm(tests)
+    # every raw p is 1 here (discordant splits 1:0, 1:2, 1:1), so Holm keeps them at 1
+    assert [t["p"] for t in tests] == [1.0] * 6 and [t["p_holm"] for t in tests] == [1.0] * 6
+    gaps = tool.cell_gaps(cells[0], res)
+    assert [g["split"] for g in gaps] == ["cv", "cv_final"]
+    assert gaps[0]["best"][0] == pytest.approx(-0.1)  # 0.8 - greedy's 0.9
+    assert gaps[0]["uniform"][0] == pytest.approx(0.1)
+    assert gaps[1]["best"][0] == pytest.approx(0.1)
     text = tool.markdown(tmp_path / "t.csv", [rows], tests, {"digits_cnn": res},
                          {"date": "d", "command": "c", "folds": 2, "fold_seed": 0,
                           "finetune_epochs": 1, "final_finetune_epochs": 10, "seed": 0,
                           "total_s": 1.0, "measured": 0,
-                          "excluded": "160 held-out validation images"})
+                          "excluded": "160 held-out validation images"}, gaps)
+    assert "After Holm's adjustment: 0 of 3." in text
+    # cv: HAQ and greedy (the best) disagree on 3 images; HAQ needs 2 of the 3 to reach
+    # greedy's 9: P(X >= 2), X ~ Binomial(3, 1/2) = 1/2.
+    # cv_final: one discordant image against uniform-4 (first of the tied best): 1/2.
+    assert [g["p_match_if_equal"] for g in gaps] == [0.5, 0.5]
+    assert "in 0.5/1 cells on average, and in all 1 with probability 0.5" in text
+    # cv_final: HAQ right on 10/10, each baseline on 9/10 (the same image), so a resample's
+    # margin is 10 pp per draw of that image, K ~ Binomial(10, 0.1): P(K = 0) = 0.35 > 2.5%, and
+    # P(K <= 2) = 0.930 < 97.5% <= P(K <= 3) = 0.987, so the interval is [0, 30] pp
+    assert "| cv_final | +10.00 [+0.00, +30.00] | +10.00 [+0.00, +30.00] |" in text
     assert "- cv: HAQ >= best baseline in 0/1 cells, >= uniform in 1/1." in text
     assert "- cv_final: HAQ >= best baseline in 1/1 cells, >= uniform in 1/1." in text
     assert "no (-10.00 pp) / yes (+10.00 pp)" in text
@@ -286,3 +304,13 @@ def test_tool_excludes_the_images_the_tables_reward_used(tmp_path):
                              tmp_path / "t.csv")
     with pytest.raises(SystemExit, match="reward_data 'test'; allowed: heldout, train"):
         cells(",reward_data", [(0.5, ",test")])
+
+
+def test_tool_holm_families_are_one_baseline_in_one_split(import_tool):
+    tool = import_tool("haq_crossval")
+    tests = [{"split": s, "baseline": b, "p": p} for s, b, p in [
+        ("cv", "uniform-4", 0.01), ("cv", "greedy", 0.01), ("cv", "uniform-5", 0.04),
+        ("cv_final", "uniform-4", 0.02), ("cv", "greedy", 0.3)]]
+    tool.add_holm(tests)
+    # cv/uniform: 0.01*2, max(0.02, 0.04*1); cv/greedy: 0.01*2, max(0.02, 0.3); cv_final alone
+    assert [t["p_holm"] for t in tests] == pytest.approx([0.02, 0.02, 0.04, 0.02, 0.3])

@@ -10,7 +10,9 @@ demo recipe on the other images and fine-tuned for the policy as the run did (it
 The policies stay those found on the search's model.
 
 Per cell: the accuracies, whether HAQ matches or beats the best baseline and the uniform one,
-and exact two-sided McNemar tests of HAQ against each baseline on the pooled images.
+HAQ's margin over each with a paired bootstrap interval (the best baseline chosen again in each
+resample), and exact two-sided McNemar tests of HAQ against each baseline on the pooled images
+(raw, and Holm-adjusted over the split's tests against the same baseline).
 Measurements are kept in ``--cache`` (default: next to ``--out``); a rerun resumes.
 
     python tools/haq_crossval.py results/haq/top1-latency.csv \\
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -31,7 +34,10 @@ from typing import Any
 import numpy as np
 from haq_significance import (  # tools/ is on sys.path when run as a script
     SETTINGS,
+    bootstrap_gap,
     cells_from_csv,
+    holm,
+    match_probability_if_equal,
     mcnemar,
 )
 
@@ -41,6 +47,7 @@ from hwsim.search.haq_run import search_val_images
 from hwsim.search.policy_crossval import CrossvalRequest, CrossvalResult, crossval_correct
 
 SPLITS = (("cv", "finetune_epochs"), ("cv_final", "final_finetune_epochs"))
+LEVEL = 0.95
 
 
 def requests_of(cells: Sequence[dict[str, Any]]) -> dict[str, list[CrossvalRequest]]:
@@ -110,6 +117,47 @@ def cell_tests(cell: dict[str, Any], result: CrossvalResult) -> list[dict[str, A
     return tests
 
 
+def _family(t: dict[str, Any]) -> tuple[str, str]:
+    """One question per family: HAQ vs uniform, vs greedy or vs ILP, in one split."""
+    return t["split"], "uniform" if t["baseline"].startswith("uniform") else t["baseline"]
+
+
+def add_holm(tests: list[dict[str, Any]]) -> None:
+    """Set each test's ``p_holm``: Holm-adjusted over its family (``_family``: the split's
+    tests against the same baseline, one per cell)."""
+    for family in dict.fromkeys(map(_family, tests)):
+        sel = [t for t in tests if _family(t) == family]
+        for t, q in zip(sel, holm([t["p"] for t in sel]), strict=True):
+            t["p_holm"] = q
+
+
+def cell_gaps(cell: dict[str, Any], result: CrossvalResult) -> list[dict[str, Any]]:
+    """Per cross-validated split: HAQ's accuracy minus the best baseline's and minus the
+    uniform one's, each with a paired bootstrap interval (``LEVEL``), and the probability that
+    HAQ matches the best baseline were it exactly as accurate (``p_match_if_equal``)."""
+    gaps = []
+    for split, setting in SPLITS:
+        correct = [result.correct.get(CrossvalRequest(
+            cell["device"], tuple(entry["policy"]), int(cell[setting])))
+            for entry in cell["methods"].values()]
+        if correct[0] is None:
+            continue
+        best = bootstrap_gap(correct[0], correct[1:], level=LEVEL)
+        uniform = bootstrap_gap(correct[0], correct[1:2], level=LEVEL)
+        gaps.append({"model": cell["model"], "device": cell["device"], "budget": cell["budget"],
+                     "split": split, "best": best, "uniform": uniform,
+                     "p_match_if_equal": match_probability_if_equal(correct[0], correct[1:])})
+    return gaps
+
+
+def _interval(g: tuple[float, float, float]) -> str:
+    return f"{100 * g[0]:+.2f} [{100 * g[1]:+.2f}, {100 * g[2]:+.2f}]"
+
+
+def _side(g: tuple[float, float, float]) -> str:
+    return "below" if g[2] < 0 else "above" if g[1] > 0 else "contains"
+
+
 def _train_sizes(r: CrossvalResult) -> str:
     sizes = sorted({r.n_dataset - int(n) for n in np.bincount(r.fold)})
     return "-".join(str(n) for n in (sizes[0], sizes[-1])) if len(sizes) > 1 else str(sizes[0])
@@ -129,7 +177,8 @@ def _verdict(rows: list[dict[str, Any]], col: str) -> str:
 
 
 def markdown(source: Path, all_rows: list[list[dict[str, Any]]], tests: list[dict[str, Any]],
-             results: dict[str, CrossvalResult], meta: dict[str, Any]) -> str:
+             results: dict[str, CrossvalResult], meta: dict[str, Any],
+             gaps: list[dict[str, Any]]) -> str:
     lines = [f"# HAQ vs baselines, cross-validated on the digits ({meta['date']})", "",
              f"Command: `{meta['command']}`", "",
              f"Policies from `{source}` (found on the search's model and split). Each policy "
@@ -171,16 +220,48 @@ def markdown(source: Path, all_rows: list[list[dict[str, Any]]], tests: list[dic
     lines.append("")
     for split, (best, uni, n) in counts.items():
         if n:
+            p = [g["p_match_if_equal"] for g in gaps if g["split"] == split]
             lines.append(f"- {split}: HAQ >= best baseline in {best}/{n} cells, >= uniform in "
-                         f"{uni}/{n}.")
+                         f"{uni}/{n}. Were HAQ exactly as accurate as each cell's best baseline "
+                         f"(McNemar's null: each image only one of the two gets right goes "
+                         f"either way at 1/2), it would match or beat that baseline in "
+                         f"{sum(p):.1f}/{n} cells on average, and in all {n} with probability "
+                         f"{math.prod(p):.2g} (cells taken as independent).")
+    lines += ["", f"HAQ minus the best baseline and minus uniform, in percentage points, with "
+              f"{LEVEL:.0%} paired bootstrap intervals (the pooled images resampled; the best "
+              "baseline chosen again in each resample, so picking the best of several noisy "
+              "baselines is part of the interval; that maximum is biased upwards by noise, so "
+              "the intervals lean towards HAQ behind):", "",
+              "| model | device | budget | split | HAQ - best baseline | HAQ - uniform |",
+              "|---|---|---|---|---|---|"]
+    for g in gaps:
+        lines.append(f"| {g['model']} | {g['device']} | {g['budget']:g} | {g['split']} | "
+                     f"{_interval(g['best'])} | {_interval(g['uniform'])} |")
+    lines.append("")
+    for split, _ in SPLITS:
+        sel = [g for g in gaps if g["split"] == split]
+        if not sel:
+            continue
+        parts = []
+        for key, what in (("best", "best baseline"), ("uniform", "uniform")):
+            sides = [_side(g[key]) for g in sel]
+            parts.append(f"HAQ - {what}: interval below 0 (HAQ behind) in "
+                         f"{sides.count('below')}/{len(sel)} cells, containing 0 in "
+                         f"{sides.count('contains')}/{len(sel)}, above 0 (HAQ ahead) in "
+                         f"{sides.count('above')}/{len(sel)}")
+        lines.append(f"- {split}: " + "; ".join(parts) + ".")
     lines += ["", "Exact two-sided McNemar tests, HAQ vs each baseline on the pooled images "
-              "(haq-only / baseline-only: images only that method classifies correctly):", "",
+              "(haq-only / baseline-only: images only that method classifies correctly; Holm: "
+              "p adjusted over the split's tests against the same baseline, one per cell):",
+              "",
               "| model | device | budget | split | baseline | HAQ acc | baseline acc | "
-              "HAQ-only | baseline-only | p |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "HAQ-only | baseline-only | p | p (Holm) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in tests:
         lines.append(f"| {t['model']} | {t['device']} | {t['budget']:g} | {t['split']} | "
                      f"{t['baseline']} | {t['haq_acc']:.2%} | {t['baseline_acc']:.2%} | "
-                     f"{t['haq_only']} | {t['baseline_only']} | {t['p']:.3g} |")
+                     f"{t['haq_only']} | {t['baseline_only']} | {t['p']:.3g} | "
+                     f"{t['p_holm']:.3g} |")
     for split, _ in SPLITS:
         sel = [t for t in tests if t["split"] == split]
         if not sel:
@@ -188,9 +269,11 @@ def markdown(source: Path, all_rows: list[list[dict[str, Any]]], tests: list[dic
         sig = [t for t in sel if t["p"] < 0.05]
         notes = [f"{t['model']} {t['device']} {t['budget']:g} vs {t['baseline']} "
                  f"({'HAQ' if t['haq_only'] > t['baseline_only'] else 'baseline'} better, "
-                 f"p={t['p']:.3g})" for t in sig]
+                 f"p={t['p']:.3g}, Holm {t['p_holm']:.3g})" for t in sig]
+        n_holm = sum(t["p_holm"] < 0.05 for t in sel)
         lines.append(f"\n{split}: {len(sig)} of {len(sel)} comparisons have p < 0.05"
-                     + (": " + "; ".join(notes) if notes else "") + ".")
+                     + (": " + "; ".join(notes) if notes else "")
+                     + f". After Holm's adjustment: {n_holm} of {len(sel)}.")
     lines += ["", f"Wall time of this invocation: {meta['total_s']:.0f} s "
               f"({meta['measured']} measurements made, the rest from the cache).", ""]
     return "\n".join(lines)
@@ -255,6 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     all_rows = [cell_rows(c, results[c["model"]]) for c in cells]
     tests = [t for c in cells for t in cell_tests(c, results[c["model"]])]
+    add_holm(tests)
+    gaps = [g for c in cells for g in cell_gaps(c, results[c["model"]])]
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"),
             "command": "python tools/haq_crossval.py " + " ".join(
                 argv if argv is not None else sys.argv[1:]),
@@ -263,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "final_finetune_epochs": cells[0]["final_finetune_epochs"], "seed": cells[0]["seed"],
             "total_s": time.perf_counter() - t0, "measured": measured,
             "excluded": excluded}
-    text = markdown(source, all_rows, tests, results, meta)
+    text = markdown(source, all_rows, tests, results, meta, gaps)
     write_text_atomic(args.out, text)
     write_text_atomic(args.out.with_suffix(".csv"), rows_csv(all_rows))
     print(text)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ from typing import Any
 
 import numpy as np
 from haq_table import best_uniform  # tools/ is on sys.path when run as a script
-from scipy.stats import binomtest
+from scipy.stats import binom, binomtest
 
 from hwsim.latency.table import write_text_atomic
 from hwsim.quant.device import load_device
@@ -145,6 +146,61 @@ def mcnemar(a: np.ndarray, b: np.ndarray) -> tuple[int, int, float]:
     a_only, b_only = int(np.sum(a & ~b)), int(np.sum(~a & b))
     n = a_only + b_only
     return a_only, b_only, (float(binomtest(a_only, n, 0.5).pvalue) if n else 1.0)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (same order as given; family = all of them).
+
+    The k-th smallest of m p-values is multiplied by m - k + 1, a running maximum keeps the
+    adjusted values in the order of the raw ones, and each is capped at 1."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    out = [0.0] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * float(pvalues[i])))
+        out[i] = running
+    return out
+
+
+def bootstrap_gap(haq: np.ndarray, baselines: Sequence[np.ndarray], n_boot: int = 20000,
+                  level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """HAQ's accuracy minus the best baseline's, with a paired percentile bootstrap interval.
+
+    ``haq`` and each of ``baselines`` are per-image correctness on the same images. Images are
+    resampled with replacement (``n_boot`` times) and the best baseline is chosen again in each
+    resample, so the interval accounts for picking the best of several noisy baselines. Returns
+    (observed gap, lower, upper) as fractions (not percentage points)."""
+    cols = np.column_stack([np.asarray(haq, bool)] + [np.asarray(b, bool) for b in baselines])
+    if cols.shape[1] < 2 or cols.shape[0] == 0:
+        raise ValueError("bootstrap_gap needs HAQ, at least one baseline and one image")
+    if not 0 < level < 1 or n_boot < 1:
+        raise ValueError(f"bootstrap_gap: level {level} must lie in (0, 1), n_boot {n_boot} >= 1")
+    # An image only matters through its pattern of right/wrong across the methods, so resampling
+    # images is resampling pattern counts: a multinomial over the distinct patterns.
+    patterns, counts = np.unique(cols, axis=0, return_counts=True)
+    n = cols.shape[0]
+    draws = np.random.default_rng(seed).multinomial(n, counts / n, size=n_boot)
+    acc = draws @ patterns.astype(float) / n
+    gaps = acc[:, 0] - acc[:, 1:].max(axis=1)
+    observed = float(cols[:, 0].mean() - cols[:, 1:].mean(axis=0).max())
+    lo, hi = np.quantile(gaps, [(1 - level) / 2, (1 + level) / 2])
+    return observed, float(lo), float(hi)
+
+
+def match_probability_if_equal(haq: np.ndarray, baselines: Sequence[np.ndarray]) -> float:
+    """P(HAQ's accuracy >= the best baseline's) if HAQ were exactly as good as it.
+
+    The null is McNemar's, for HAQ and the most accurate baseline (the first of equals): on
+    each of the m images where exactly one of the two is right, which one it is goes either way
+    with probability 1/2, independently, so HAQ matches or beats it iff X >= m/2 for
+    X ~ Binomial(m, 1/2). The other baselines are left out, so this is an upper bound on the
+    probability of matching or beating every baseline."""
+    cols = [np.asarray(b, bool) for b in baselines]
+    if not cols:
+        raise ValueError("match_probability_if_equal needs at least one baseline")
+    best = cols[int(np.argmax([c.sum() for c in cols]))]
+    m = int(np.sum(np.asarray(haq, bool) ^ best))
+    return float(binom.sf(math.ceil(m / 2) - 1, m, 0.5))
 
 
 def _reward_data(row: dict[str, str], where: str) -> str:
