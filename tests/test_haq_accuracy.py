@@ -170,3 +170,50 @@ def test_finetune_does_not_depend_on_the_callers_torch_threads(digits):
     finally:
         torch.set_num_threads(old)
     np.testing.assert_array_equal(weights[0], weights[1])
+
+
+def test_finetune_running_metrics_equal_the_untrained_net_on_the_training_images(digits):
+    """With lr 0 the fake-quant net does not move during the epoch, so the running top-1 and
+    NLL over the fine-tune's batches are those of one pass of that net over all its images
+    (computed here in float64 from its logits)."""
+    import torch.nn.functional as F
+
+    from hwsim.search.fake_quant_net import FakeQuantNet
+
+    _, graph, data = digits
+    dev = hwsim.load_device("bismo")
+    layers = quantizable_layers(graph)
+    policy = [(8, 8)] + [(2, 3)] * (len(layers) - 2) + [(8, 8)]
+    ev = PolicyEvaluator(graph, dev, layers, data, finetune_epochs=2, finetune_lr=0.0,
+                         batch_size=48, seed=0)  # 128 images: batches of 48, 48, 32
+    top1, nll = ev.finetune_running(policy)
+    emu = ev.emulator(graph, policy)
+    net = FakeQuantNet(graph, {n: lp.weight_qparams for n, lp in emu.layers_.items()},
+                       dict(emu.qparams_))
+    with torch.no_grad():
+        logits = net(torch.from_numpy(data.train_x)).double()
+    y = torch.from_numpy(np.asarray(data.train_y, np.int64))
+    assert top1 == pytest.approx(float((logits.argmax(1) == y).double().mean()))
+    assert nll == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-5)
+    assert 0.0 < top1 < 1.0  # 2-bit weights: a score with room on both sides
+    # shares the fine-tune with the graph; the float model's reference is on the same images
+    assert ev.finetune_running(policy) == (top1, nll)
+    fp_top1, fp_nll = ev.fp_evaluate("train")
+    assert fp_top1 > top1 and fp_nll < nll
+
+
+def test_finetune_running_keeps_the_best_epoch_and_needs_a_finetune(digits):
+    _, graph, data = digits
+    dev = hwsim.load_device("bismo")
+    layers = quantizable_layers(graph)
+    policy = [(8, 8)] + [(2, 3)] * (len(layers) - 2) + [(8, 8)]
+    one = PolicyEvaluator(graph, dev, layers, data, finetune_epochs=1, seed=0)
+    two = PolicyEvaluator(graph, dev, layers, data, finetune_epochs=2, seed=0)
+    # epoch 1 of both runs is the same computation; epoch 2 can only keep or improve it
+    assert two.finetune_running(policy)[0] >= one.finetune_running(policy)[0]
+    assert two.finetune_running(policy)[1] <= one.finetune_running(policy)[1]
+    none = PolicyEvaluator(graph, dev, layers, data, finetune_epochs=0)
+    with pytest.raises(SearchError, match="needs finetune_epochs >= 1"):
+        none.finetune_running(policy)
+    with pytest.raises(SearchError, match="unknown split 'calib'; allowed: val, test, train"):
+        none.accuracy(policy, "calib")

@@ -52,7 +52,8 @@ def test_crossval_csv_needs_its_columns(tool, tmp_path):
     assert tool.cv_accuracies(good) == {("m", "d", 0.5, "haq"): 0.75}
 
 
-def test_tool_measures_each_design_and_checks_the_tables_val_accuracy(tool, tmp_path):
+@pytest.mark.parametrize("epochs", [0, 1])
+def test_tool_measures_each_design_and_checks_the_tables_val_accuracy(tool, tmp_path, epochs):
     from hwsim.quant.device import load_device
     from hwsim.search.haq_accuracy import PolicyEvaluator
     from hwsim.search.haq_cost import quantizable_layers
@@ -60,7 +61,7 @@ def test_tool_measures_each_design_and_checks_the_tables_val_accuracy(tool, tmp_
 
     graph = load_search_model("digits_cnn")
     ev = PolicyEvaluator(graph, load_device("bismo"), quantizable_layers(graph),
-                         digits_search_data(8), finetune_epochs=0)
+                         digits_search_data(8), finetune_epochs=epochs)
     wide, narrow = [(8, 8)] * 5, [(8, 8), (3, 3), (3, 3), (3, 3), (8, 8)]
     val = [ev.accuracy(wide), ev.accuracy(narrow)]
     head = ("model,device,budget,method,finetune_epochs,final_finetune_epochs,seed,val_accuracy,"
@@ -68,7 +69,7 @@ def test_tool_measures_each_design_and_checks_the_tables_val_accuracy(tool, tmp_
 
     def table(vals):
         (tmp_path / "t.csv").write_text(head + "".join(
-            f"digits_cnn,bismo,0.5,{m},0,0,0,{v!r},0.9,nan,{p}\n" for m, v, p in
+            f"digits_cnn,bismo,0.5,{m},{epochs},0,0,{v!r},0.9,nan,{p}\n" for m, v, p in
             (("haq", vals[0], "8/8 8/8 8/8 8/8 8/8"), ("uniform-3", vals[1],
                                                       "8/8 3/3 3/3 3/3 8/8"))))
         return tmp_path / "t.csv"
@@ -81,5 +82,10 @@ def test_tool_measures_each_design_and_checks_the_tables_val_accuracy(tool, tmp_
     # the 8-bit policy has the lower NLL on any images: both NLL designs rank as the reference
     assert "| heldout nll | digits_cnn | 1/1 | +1.00 | 100% of 1 |" in text
     assert "| train nll | digits_cnn | 1/1 | +1.00 | 100% of 1 |" in text
+    # the running score of the fine-tune on its own images (HAQ's code), only with a fine-tune
+    if epochs:
+        assert "| finetune nll | digits_cnn | 1/1 | +1.00 | 100% of 1 |" in text
+    else:
+        assert "finetune" not in text.split("Reference")[1]
     # a table whose val acc is not what its policies measure is refused
     assert tool.main([str(table([val[0], val[1] + 0.5])), str(tmp_path / "cv.csv")]) == 1

@@ -4,7 +4,9 @@ Takes a ``tools/haq_table.py`` CSV (the policies) and its ``tools/haq_crossval.p
 policy's cross-validated accuracy, the reference). Every policy of a cell (HAQ's, uniform,
 greedy, ILP) is measured, with the run's fine-tune (its ``finetune_epochs`` and seed), on the
 validation images of each reward design (``digits_search_data``): ``heldout`` (160 held-out
-images) and ``train`` (a third of the training split, fine-tune on the rest; HAQ's code), each
+images), ``train`` (a third of the training split, fine-tune on the rest) and ``finetune`` (the
+``train`` design's fine-tune scored on its own 958 images while it trains,
+``PolicyEvaluator.finetune_running``: HAQ's released code rewards this running top-1), each
 scored by top-1 or by -NLL. Per design: in how many cells its best policy is the
 cross-validation's best (ties split evenly), the mean Kendall tau-b against the cross-validated
 accuracies per cell, and the share of within-cell pairs with different cross-validated
@@ -37,7 +39,9 @@ from hwsim.search.haq_accuracy import PolicyEvaluator
 from hwsim.search.haq_cost import quantizable_layers
 from hwsim.search.haq_run import REWARD_DATA, digits_search_data, image_size, load_search_model
 
-DESIGNS = tuple((data, metric) for data in REWARD_DATA for metric in ("top1", "nll"))
+# "finetune": the running score of the train design's fine-tune on its own images (HAQ's code)
+RUNNING = "finetune"
+DESIGNS = tuple((data, metric) for data in (*REWARD_DATA, RUNNING) for metric in ("top1", "nll"))
 
 
 def cv_accuracies(path: Path, column: str = "cv_accuracy") -> dict[tuple[str, str, float, str],
@@ -86,7 +90,8 @@ def _row(f: dict[str, float], n_cells: int) -> str:
 
 def measure(cells: Sequence[dict[str, Any]], progress: bool = True
             ) -> dict[tuple[str, str], list[list[float]]]:
-    """Per design, per cell, per method: the design's score (top-1, or -NLL) of the policy."""
+    """Per design, per cell, per method: the design's score (top-1, or -NLL) of the policy.
+    The ``finetune`` designs only where every cell has a fine-tune (else they are left out)."""
     out: dict[tuple[str, str], list[list[float]]] = {d: [] for d in DESIGNS}
     graphs: dict[str, Any] = {}
     for k, cell in enumerate(cells, 1):
@@ -98,12 +103,19 @@ def measure(cells: Sequence[dict[str, Any]], progress: bool = True
             ev = PolicyEvaluator(graph, load_device(cell["device"]), layers,
                                  digits_search_data(image_size(graph), reward_data=data_name),
                                  finetune_epochs=cell["finetune_epochs"], seed=cell["seed"])
-            measured = [ev.evaluate(m["policy"], "val") for m in cell["methods"].values()]
+            measured, running = [], []
+            for m in cell["methods"].values():
+                measured.append(ev.evaluate(m["policy"], "val"))
+                if data_name == "train" and cell["finetune_epochs"]:  # the cached fine-tune
+                    running.append(ev.finetune_running(m["policy"]))
             out[(data_name, "top1")].append([a for a, _ in measured])
             out[(data_name, "nll")].append([-nll for _, nll in measured])
+            if running:
+                out[(RUNNING, "top1")].append([a for a, _ in running])
+                out[(RUNNING, "nll")].append([-nll for _, nll in running])
         if progress:
             print(f"[{k}/{len(cells)}] {cell['where']}", file=sys.stderr, flush=True)
-    return out
+    return {d: v for d, v in out.items() if len(v) == len(cells)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -159,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines += ["", f"Reference `{path}`:", "",
                   "| reward design | model | cells whose best is the cv best | "
                   "mean Kendall tau-b | pairs ordered as cv |", "|---|---|---|---|---|"]
-        for design in DESIGNS:
+        for design in (d for d in DESIGNS if d in scores):
             for model in [*models, "all"] if len(models) > 1 else models:
                 sel = [i for i, c in enumerate(cells) if model in ("all", c["model"])]
                 f = fidelity([scores[design][i] for i in sel], [refs[i] for i in sel])

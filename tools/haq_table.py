@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="validation metric of the reward and the sensitivities (HAQ: top1)")
     p.add_argument("--reward-data", choices=["heldout", "train"], default="heldout",
                    help="images of the reward and the sensitivities: 160 held-out, or a third "
-                        "of the training split (HAQ's code; pair with --reward-metric nll)")
+                        "of the training split (HAQ's code also rewards on training images; pair "
+                        "with --reward-metric nll)")
     p.add_argument("--final-finetune-epochs", type=int, default=0,
                    help="fine-tune every reported policy this many epochs before its final "
                         "test accuracy (HAQ's last step; 0 = skip)")

@@ -76,8 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(smoother on a small validation split; reported accuracies stay top-1)")
     p.add_argument("--reward-data", choices=["heldout", "train"], default="heldout",
                    help="the validation split: 160 held-out digits, or a third of the training "
-                        "split with the fine-tune on the rest (HAQ's code draws its reward "
-                        "images from the training set; top-1 saturates there: use with "
+                        "split with the fine-tune on the rest (HAQ's code also rewards on "
+                        "training images; top-1 saturates there: use with "
                         "--reward-metric nll)")
     p.add_argument("--configuration", default=None,
                    help="bit-flexible cost configuration (e.g. bismo edge|cloud)")

@@ -21,6 +21,7 @@ in the process.)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -145,8 +146,10 @@ class PolicyEvaluator:
         self.seed = seed
         if finetune_epochs < 0:
             raise SearchError(f"finetune_epochs must be >= 0, got {finetune_epochs}")
-        # the last fine-tuned graph: the val and test accuracy of one policy share a fine-tune
-        self._last_finetune: tuple[tuple[tuple[int, int], ...], Graph] | None = None
+        # the last fine-tune (graph, running top-1, running NLL): the val and test accuracy of
+        # one policy share a fine-tune
+        self._last_finetune: tuple[tuple[tuple[int, int], ...],
+                                   tuple[Graph, float, float]] | None = None
 
     def fp_accuracy(self, split: str = "val") -> float:
         return self.fp_evaluate(split)[0]
@@ -158,10 +161,12 @@ class PolicyEvaluator:
         return _top1(logits, y), _nll(logits, y)
 
     def _split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        if split not in ("val", "test"):
-            raise SearchError(f"unknown split {split!r}; allowed: val, test")
         d = self.data
-        return (d.val_x, d.val_y) if split == "val" else (d.test_x, d.test_y)
+        splits = {"val": (d.val_x, d.val_y), "test": (d.test_x, d.test_y),
+                  "train": (d.train_x, d.train_y)}
+        if split not in splits:
+            raise SearchError(f"unknown split {split!r}; allowed: {', '.join(splits)}")
+        return splits[split]
 
     def emulator(self, graph: Graph, policy: Policy) -> Emulator:
         lp = layer_precisions(self.graph, self.layers, policy, self.base_bits)
@@ -171,14 +176,29 @@ class PolicyEvaluator:
         """The graph after the STE fine-tune of ``policy`` (the graph itself with 0 epochs)."""
         if self.finetune_epochs == 0:
             return self.graph
+        return self._finetuned(policy)[0]
+
+    def finetune_running(self, policy: Policy) -> tuple[float, float]:
+        """(top-1 fraction, NLL in nats) of the fine-tune's fake-quant network on its own
+        training batches while it trains (each epoch's mean over its images, taken before each
+        batch's update; the best epoch: highest top-1, lowest NLL). HAQ's released code rewards
+        this top-1 (``_finetune`` returns it) against the float model's on the same images
+        (:meth:`fp_evaluate` with ``"train"``). Needs ``finetune_epochs`` >= 1."""
+        if self.finetune_epochs == 0:
+            raise SearchError("finetune_running needs finetune_epochs >= 1 (there is no "
+                              "fine-tune to measure)")
+        _, top1, nll = self._finetuned(policy)
+        return top1, nll
+
+    def _finetuned(self, policy: Policy) -> tuple[Graph, float, float]:
         key_policy = tuple((int(w), int(a)) for w, a in policy)
         if self._last_finetune is not None and self._last_finetune[0] == key_policy:
             return self._last_finetune[1]
-        graph = self._finetune(policy)
-        self._last_finetune = (key_policy, graph)
-        return graph
+        done = self._finetune(policy)
+        self._last_finetune = (key_policy, done)
+        return done
 
-    def _finetune(self, policy: Policy) -> Graph:
+    def _finetune(self, policy: Policy) -> tuple[Graph, float, float]:
         """``finetune_epochs`` epochs of STE training; before each epoch the device's
         quantizers are calibrated afresh on the current weights (and calibration images) and
         held fixed for that epoch, with a fresh SGD state. Holding the first calibration over
@@ -191,6 +211,7 @@ class PolicyEvaluator:
         xs = torch.from_numpy(np.ascontiguousarray(self.data.train_x, np.float32))
         ys = torch.from_numpy(np.asarray(self.data.train_y, np.int64))
         graph = self.graph
+        best_top1, best_nll = -math.inf, math.inf
         for _ in range(self.finetune_epochs):
             emu = self.emulator(graph, policy)
             wq = {name: lp.weight_qparams for name, lp in emu.layers_.items()}
@@ -198,14 +219,21 @@ class PolicyEvaluator:
             opt = torch.optim.SGD(net.parameters(), lr=self.finetune_lr, momentum=0.9)
             net.train()
             order = rng.permutation(len(xs))
+            right, nll_sum = 0, 0.0
             with torch_threads(FINETUNE_TORCH_THREADS):  # set after the emulator's numba calls
                 for start in range(0, len(xs), self.batch_size):
                     idx = torch.from_numpy(order[start:start + self.batch_size])
                     opt.zero_grad()
-                    F.cross_entropy(net(xs[idx]), ys[idx]).backward()
+                    logits = net(xs[idx])
+                    loss = F.cross_entropy(logits, ys[idx])
+                    loss.backward()
                     opt.step()
+                    right += int((logits.detach().argmax(1) == ys[idx]).sum())
+                    nll_sum += float(loss.detach()) * len(idx)
+            best_top1 = max(best_top1, right / len(xs))
+            best_nll = min(best_nll, nll_sum / len(xs))
             graph = with_weights(self.graph, net.trained_weights())
-        return graph
+        return graph, best_top1, best_nll
 
     def accuracy(self, policy: Policy, split: str = "val") -> float:
         """Top-1 accuracy (fraction) of ``policy`` on ``split`` under the device's numerics."""

@@ -21,10 +21,13 @@ Data (``digits_search_data``), ``reward_data``:
   (``SPLIT_SEED``) into ``VAL_SIZE`` validation images (the reward, the baselines'
   sensitivities) and the rest for test (reported). Deviation from HAQ, which computes its
   reward on images of its *training* set: 160 images move top-1 in 0.625 pp steps.
-- ``"train"`` (HAQ's code, ``get_split_train_dataset``: ``val_size`` 10000 reward images drawn
-  from the training set the model was trained on, the fine-tune on ``train_size`` 20000 others):
-  the training split permuted with ``SPLIT_SEED``, its first ``TRAIN_REWARD_SIZE`` (a third,
-  HAQ's 10000 : 20000) are the validation images, the fine-tune uses the rest (dataset order)
+- ``"train"`` (reward images from the training set the model was trained on, as in HAQ's code,
+  whose ``get_split_train_dataset`` splits it into ``train_size`` 20000 and ``val_size`` 10000
+  images; with its default fine-tune HAQ's code rewards the fine-tune's running top-1 on the
+  20000, ``PolicyEvaluator.finetune_running``, and leaves the 10000 unused; here the reward is
+  measured after the fine-tune, on separate images in HAQ's 10000 : 20000 ratio):
+  the training split permuted with ``SPLIT_SEED``, its first ``TRAIN_REWARD_SIZE`` (a third)
+  are the validation images, the fine-tune uses the rest (dataset order)
   and calibrates on their first ``CALIB_SIZE``; test = the same 200 held-out images as above
   (the other 160 are not used). The demo models fit their training images (100 % top-1 at 8
   bits), so on these images top-1 separates few policies: use it with ``reward_metric="nll"``.
