@@ -113,3 +113,11 @@ def test_match_probability_if_equal_limits(tool):
     assert tool.match_probability_if_equal(haq, [tied, best]) == pytest.approx(3 / 4)
     with pytest.raises(ValueError, match="at least one baseline"):
         tool.match_probability_if_equal(haq, [])
+
+
+def test_add_holm_without_splits_groups_by_baseline(tool):
+    tests = [{"baseline": b, "p": p} for b, p in [
+        ("uniform-4", 0.01), ("ilp", 0.02), ("uniform-6", 0.03), ("ilp", 0.5)]]
+    tool.add_holm(tests)
+    # uniform {0.01, 0.03} -> {0.02, 0.03}; ilp {0.02, 0.5} -> {0.04, 0.5}
+    assert [t["p_holm"] for t in tests] == pytest.approx([0.02, 0.04, 0.03, 0.5])

@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 from haq_significance import (  # tools/ is on sys.path when run as a script
     SETTINGS,
+    add_holm,
     bootstrap_gap,
     cells_from_csv,
-    holm,
     match_probability_if_equal,
     mcnemar,
 )
@@ -115,20 +115,6 @@ def cell_tests(cell: dict[str, Any], result: CrossvalResult) -> list[dict[str, A
                           "haq_acc": float(haq.mean()), "baseline_acc": float(other.mean()),
                           "haq_only": h, "baseline_only": b, "p": p})
     return tests
-
-
-def _family(t: dict[str, Any]) -> tuple[str, str]:
-    """One question per family: HAQ vs uniform, vs greedy or vs ILP, in one split."""
-    return t["split"], "uniform" if t["baseline"].startswith("uniform") else t["baseline"]
-
-
-def add_holm(tests: list[dict[str, Any]]) -> None:
-    """Set each test's ``p_holm``: Holm-adjusted over its family (``_family``: the split's
-    tests against the same baseline, one per cell)."""
-    for family in dict.fromkeys(map(_family, tests)):
-        sel = [t for t in tests if _family(t) == family]
-        for t, q in zip(sel, holm([t["p"] for t in sel]), strict=True):
-            t["p_holm"] = q
 
 
 def cell_gaps(cell: dict[str, Any], result: CrossvalResult) -> list[dict[str, Any]]:

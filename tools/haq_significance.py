@@ -162,6 +162,21 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return out
 
 
+def _family(test: dict[str, Any]) -> tuple[str | None, str]:
+    """One question per family: HAQ vs uniform, vs greedy or vs ILP (in one split, if any)."""
+    name = test["baseline"]
+    return test.get("split"), "uniform" if name.startswith("uniform") else name
+
+
+def add_holm(tests: list[dict[str, Any]]) -> None:
+    """Set each test's ``p_holm``: its ``p`` Holm-adjusted over its family (the tests against
+    the same baseline, one per cell, in the same split)."""
+    for family in dict.fromkeys(map(_family, tests)):
+        sel = [t for t in tests if _family(t) == family]
+        for t, q in zip(sel, holm([t["p"] for t in sel]), strict=True):
+            t["p_holm"] = q
+
+
 def bootstrap_gap(haq: np.ndarray, baselines: Sequence[np.ndarray], n_boot: int = 20000,
                   level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
     """HAQ's accuracy minus the best baseline's, with a paired percentile bootstrap interval.
@@ -279,6 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for i, cell in enumerate(cells, 1):
         rows += cell_tests(cell, args.final)
         print(f"[{i}/{len(cells)}] {cell['where']}", file=sys.stderr, flush=True)
+    add_holm(rows)
     split = "test images after the final fine-tune" if args.final else "test images"
     lines = [f"# HAQ vs each baseline: exact McNemar tests on the {split}",
              "", f"Run: `{args.run}`; {len(cells)} cells; fine-tune epochs "
@@ -286,21 +302,24 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"{cells[0]['final_finetune_epochs']}, seed {cells[0]['seed']}; re-run accuracies "
              "equal the "
              "stored ones. haq-only / baseline-only: images only that method classifies "
-             "correctly; p: exact two-sided binomial test of that split.", "",
+             "correctly; p: exact two-sided binomial test of that split; Holm: p adjusted "
+             "over the tests against the same baseline, one per cell.", "",
              "| model | device | budget | baseline | HAQ acc | baseline acc | HAQ-only | "
-             "baseline-only | p |", "|---|---|---|---|---|---|---|---|---|"]
+             "baseline-only | p | p (Holm) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['device']} | {r['budget']:g} | {r['baseline']} | "
                      f"{r['haq_acc']:.2%} | {r['baseline_acc']:.2%} | {r['haq_only']} | "
-                     f"{r['baseline_only']} | {r['p']:.3g} |")
+                     f"{r['baseline_only']} | {r['p']:.3g} | {r['p_holm']:.3g} |")
     sig = [r for r in rows if r["p"] < 0.05]
     notes = []
     for r in sig:
         better = "HAQ" if r["haq_only"] > r["baseline_only"] else "baseline"
         notes.append(f"{r['model']} {r['device']} {r['budget']:g} vs {r['baseline']} "
-                     f"({better} better, p={r['p']:.3g})")
+                     f"({better} better, p={r['p']:.3g}, Holm {r['p_holm']:.3g})")
+    n_holm = sum(r["p_holm"] < 0.05 for r in rows)
     lines += ["", f"{len(sig)} of {len(rows)} comparisons have p < 0.05"
-              + (": " + "; ".join(notes) if notes else "") + "."]
+              + (": " + "; ".join(notes) if notes else "")
+              + f". After Holm's adjustment: {n_holm} of {len(rows)}."]
     text = "\n".join(lines) + "\n"
     if args.out:
         write_text_atomic(args.out, text)
