@@ -21,21 +21,21 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def _bismo_6_8(tmp_path: Path) -> Path:
-    """BISMO's spec with only its int6 and int8 precisions (absmax/minmax calibration): few
+def _bismo_with(tmp_path: Path, bits: tuple[int, ...] = (6, 8)) -> Path:
+    """BISMO's spec with only the precisions of ``bits`` (absmax/minmax calibration): few
     candidate pairs, so the baselines need few evaluations."""
     spec = yaml.safe_load((Path(__file__).parents[1] / "devices" / "bismo.yaml").read_text())
-    spec["name"] = "bismo-6-8"
-    spec["bits"] = [6, 8]
-    spec["precisions"] = {k: spec["precisions"][k] for k in ("int6", "int8")}
-    path = tmp_path / "bismo-6-8.yaml"
+    spec["name"] = "bismo-" + "-".join(map(str, bits))
+    spec["bits"] = list(bits)
+    spec["precisions"] = {f"int{b}": spec["precisions"][f"int{b}"] for b in bits}
+    path = tmp_path / f"{spec['name']}.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
 
 
 def test_tiny_run_writes_result_episodes_and_plot(capsys, tmp_path):
     out_dir = tmp_path / "haq"
-    argv = ("search", "haq", "--device", str(_bismo_6_8(tmp_path)), "--model", "digits_cnn",
+    argv = ("search", "haq", "--device", str(_bismo_with(tmp_path)), "--model", "digits_cnn",
             "--budget", "latency=0.75", "--episodes", "3", "--finetune-epochs", "0", "--seed",
             "1", "--out", str(out_dir), "--no-progress")
     code, out, _ = _run(capsys, *argv)
@@ -81,7 +81,7 @@ def test_final_finetune_is_applied_alike_to_every_reported_policy(capsys, tmp_pa
     from hwsim.search.haq_cost import quantizable_layers
     from hwsim.search.haq_run import digits_search_data, image_size, load_search_model
 
-    device = _bismo_6_8(tmp_path)
+    device = _bismo_with(tmp_path)
     out_dir = tmp_path / "haq"
     code, out, _ = _run(capsys, "search", "haq", "--device", str(device), "--model",
                         "digits_cnn", "--budget", "latency=0.75", "--episodes", "2",
@@ -121,7 +121,7 @@ def test_nll_reward_metric_drives_reward_and_sensitivities(capsys, tmp_path):
     from hwsim.search.haq_cost import quantizable_layers
     from hwsim.search.haq_run import digits_search_data, image_size, load_search_model
 
-    device = _bismo_6_8(tmp_path)
+    device = _bismo_with(tmp_path)
     out_dir = tmp_path / "haq"
     code, _, _ = _run(capsys, "search", "haq", "--device", str(device), "--model", "digits_cnn",
                       "--budget", "latency=0.75", "--episodes", "2", "--finetune-epochs", "0",
@@ -217,7 +217,7 @@ def test_train_reward_data_measures_the_reward_on_a_third_of_the_training_split(
     from hwsim.graph.digits_demo import N_TRAIN, digits_images
     from hwsim.search.haq_run import load_search_model
 
-    device = _bismo_6_8(tmp_path)
+    device = _bismo_with(tmp_path)
     out_dir = tmp_path / "haq"
     code, _, _ = _run(capsys, "search", "haq", "--device", str(device), "--model", "digits_cnn",
                       "--budget", "latency=0.75", "--episodes", "2", "--finetune-epochs", "0",
@@ -247,8 +247,62 @@ def test_train_reward_data_measures_the_reward_on_a_third_of_the_training_split(
     assert res["final_finetune"]["epochs"] == 1
 
 
+def test_finetune_reward_data_rewards_the_finetunes_running_top1(capsys, tmp_path):
+    from hwsim.emulate.float_reference import run_float
+    from hwsim.graph.digits_demo import N_TRAIN, digits_images
+    from hwsim.quant.device import load_device
+    from hwsim.search.haq_accuracy import PolicyEvaluator
+    from hwsim.search.haq_cost import quantizable_layers
+    from hwsim.search.haq_run import digits_search_data, load_search_model
+
+    device = _bismo_with(tmp_path, (2, 8))  # 2-bit layers cost the fine-tune accuracy
+    out_dir = tmp_path / "haq"
+    code, _, _ = _run(capsys, "search", "haq", "--device", str(device), "--model", "digits_cnn",
+                      "--budget", "latency=0.6", "--episodes", "3", "--reward-data", "finetune",
+                      "--out", str(out_dir), "--no-progress")
+    assert code == 0
+    res = json.loads((out_dir / "result.json").read_text())
+    assert res["data"] == {"train": 958, "val": 479, "test": 200, "calib": 128,
+                           "split_seed": 0, "reward_data": "finetune",
+                           "final_finetune_train": N_TRAIN}
+    assert res["selection"]["tie_break"] == "lowest fine-tune running NLL, then earliest"
+    # the float model's top-1 on the documented fine-tune images (the two thirds of the
+    # training split outside the seed-0 permutation's first third), from the dataset directly
+    x, y = digits_images(8)
+    idx = sorted(np.random.default_rng(0).permutation(N_TRAIN)[N_TRAIN // 3:])
+    graph = load_search_model("digits_cnn")
+    logits = np.asarray(run_float(graph, x[idx])[graph.outputs[0]], np.float64)
+    fp = float(np.mean(logits.argmax(1) == y[idx]))
+    assert res["fp_finetune_images"]["accuracy"] == pytest.approx(fp, abs=1e-12)
+    # every episode: the running top-1 of a separate evaluator's fine-tune of its policy
+    ev = PolicyEvaluator(graph, load_device(str(device)), quantizable_layers(graph),
+                         digits_search_data(8, reward_data="finetune"), seed=0)
+    with (out_dir / "episodes.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3
+    for r in rows:
+        policy = [tuple(map(int, p.split("/"))) for p in r["policy_w/a"].split()]
+        top1, nll = ev.finetune_running(policy)
+        assert (float(r["running_accuracy"]), float(r["running_nll"])) == (top1, nll)
+        assert float(r["reward"]) == pytest.approx(10.0 * (top1 - fp), abs=1e-9)
+        assert float(r["val_accuracy"]) == ev.accuracy(policy, "val")
+    assert any(float(r["reward"]) < 0 for r in rows)  # 2-bit layers cost running accuracy
+    best = max(rows, key=lambda r: float(r["reward"]))
+    assert res["finetune_running"]["accuracy"] == float(best["running_accuracy"])
+
+
+def test_finetune_reward_data_needs_a_finetune(capsys, tmp_path):
+    code, _, err = _run(capsys, "search", "haq", "--device", "bismo", "--model", "digits_cnn",
+                        "--budget", "latency=0.75", "--reward-data", "finetune",
+                        "--finetune-epochs", "0", "--out", str(tmp_path / "o"), "--no-progress")
+    assert code == 1
+    assert "finetune_epochs must be >= 1, got 0" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_unknown_reward_data_is_refused_naming_the_choices(capsys, tmp_path):
     with pytest.raises(SystemExit):
         _run(capsys, "search", "haq", "--device", "bismo", "--model", "digits_cnn",
              "--budget", "latency=0.75", "--reward-data", "test", "--out", str(tmp_path))
-    assert "invalid choice: 'test' (choose from 'heldout', 'train')" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "invalid choice: 'test' (choose from 'heldout', 'train', 'finetune')" in err

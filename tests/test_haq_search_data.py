@@ -1,4 +1,5 @@
-"""The search's data splits (``digits_search_data``): held-out or training-split reward images."""
+"""The search's data splits (``digits_search_data``): held-out or training-split reward images,
+or the fine-tune's own images (HAQ's released code)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,19 @@ def test_train_reward_images_are_a_seeded_third_of_the_training_split():
     assert search_val_images(reward_data="train").tolist() == reward
 
 
+def test_finetune_reward_data_is_the_train_split_and_rewards_on_the_finetune_images():
+    x, y = digits_images(8)
+    train = digits_search_data(8, reward_data="train")
+    ft = digits_search_data(8, reward_data="finetune")
+    for name in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y", "calib_x"):
+        np.testing.assert_array_equal(getattr(ft, name), getattr(train, name))
+    # the images the reward is measured on: the other two thirds (the fine-tune's), ascending
+    perm = np.random.default_rng(0).permutation(N_TRAIN)
+    tune = sorted(perm[479:])
+    assert search_val_images(reward_data="finetune").tolist() == tune
+    assert _rows(ft.train_x, ft.train_y) == _rows(x[tune], y[tune])
+
+
 def test_train_reward_keeps_the_heldout_test_split():
     held = digits_search_data(8)
     train = digits_search_data(8, reward_data="train")
@@ -60,11 +74,11 @@ def test_val_size_is_checked_against_the_chosen_pool():
 
 
 def test_unknown_reward_data_is_refused_before_any_work(tmp_path):
-    with pytest.raises(SearchError, match="reward_data 'test'; allowed: heldout, train"):
+    with pytest.raises(SearchError, match="reward_data 'test'; allowed: heldout, train, finetune"):
         digits_search_data(8, reward_data="test")
-    with pytest.raises(SearchError, match="reward_data 'test'; allowed: heldout, train"):
+    with pytest.raises(SearchError, match="reward_data 'test'; allowed: heldout, train, finetune"):
         search_val_images(reward_data="test")
-    with pytest.raises(SearchError, match="reward_data 'test'; allowed: heldout, train"):
+    with pytest.raises(SearchError, match="reward_data 'test'; allowed: heldout, train, finetune"):
         run_haq_experiment("bismo", "digits_cnn", "latency=0.6", 1, 0, tmp_path / "o",
                            reward_data="test")
     assert not (tmp_path / "o").exists()

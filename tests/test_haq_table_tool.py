@@ -66,3 +66,38 @@ def test_nll_reward_val_verdict_compares_the_nll_the_search_optimised(tool):
     assert ("| m | d | 0.6 | yes (-0.0077 NLL) | yes (+1.0 pp) | no (-1.0 pp) | "
             "yes (-0.0577 NLL) | yes (+7.0 pp) | yes (+3.0 pp) |") in text
     assert "HAQ >= best baseline: val NLL 1/1, test 1/1, final_test 0/1" in text
+
+
+def _finetune_result(metric: str) -> dict:
+    res = _result()
+    res["reward_metric"] = metric
+    res["data"]["reward_data"] = "finetune"
+    running = {"haq": (0.95, 0.20), "uniform-4": (0.90, 0.30), "uniform-6": (0.99, 0.05),
+               "greedy": (0.96, 0.15), "ilp": (0.93, 0.25)}
+    for name, entry in [("haq", res), *res["baselines"].items()]:
+        acc, nll = running[name]
+        entry["finetune_running"] = {"accuracy": acc, "nll": nll}
+    return res
+
+
+def test_finetune_reward_rows_and_val_verdict_use_the_running_score(tool):
+    meta = {**META, "reward_metric": "top1", "reward_data": "finetune"}
+    rows = tool._rows(_finetune_result("top1"))
+    assert [r["running_accuracy"] for r in rows] == [0.95, 0.90, 0.96, 0.93]
+    text = tool._markdown([rows], meta)
+    assert "fine-tune's running top-1 on its own images" in text
+    assert "ties broken by the lowest running NLL" in text
+    assert "per-component fine-tune running accuracy drop" in text
+    assert "| m | d | 0.6 | haq | 0.590 | 95.00% | 0.2000 | 100.00% | 97.00% |" in text
+    # running top-1: HAQ 95% behind greedy's 96%, ahead of uniform-4's 90%
+    assert "| HAQ >= best baseline (running acc) |" in text
+    assert "| m | d | 0.6 | no (-1.0 pp) | yes (+1.0 pp) | no (-1.0 pp) | yes (+5.0 pp) |" in text
+
+
+def test_finetune_nll_reward_val_verdict_uses_the_running_nll(tool):
+    meta = {**META, "reward_data": "finetune"}
+    text = tool._markdown([tool._rows(_finetune_result("nll"))], meta)
+    # running NLL: HAQ 0.20 behind greedy's 0.15, ahead of uniform-4's 0.30
+    assert "| m | d | 0.6 | no (+0.0500 NLL) |" in text
+    assert "yes (-0.1000 NLL) |" in text
+    assert "HAQ >= best baseline: running NLL 0/1" in text

@@ -298,11 +298,16 @@ def test_tool_excludes_the_images_the_tables_reward_used(tmp_path):
                                      tmp_path / "t.csv")
     assert idx.tolist() == sorted(np.random.default_rng(0).permutation(N_TRAIN)[:479])
     assert what.startswith("479 reward images")
+    # reward_data=finetune: the fine-tune's two thirds, where HAQ's code measures its reward
+    idx, what = tool.excluded_images(cells(",reward_data", [(0.5, ",finetune")]),
+                                     tmp_path / "t.csv")
+    assert idx.tolist() == sorted(np.random.default_rng(0).permutation(N_TRAIN)[479:])
+    assert what.startswith("958 reward images (the fine-tune's")
     with pytest.raises(SystemExit, match=r"reward_data varies between cells \['heldout', "
                                          r"'train'\]"):
         tool.excluded_images(cells(",reward_data", [(0.5, ",train"), (0.6, ",heldout")]),
                              tmp_path / "t.csv")
-    with pytest.raises(SystemExit, match="reward_data 'test'; allowed: heldout, train"):
+    with pytest.raises(SystemExit, match="reward_data 'test'; allowed: heldout, train, finetune"):
         cells(",reward_data", [(0.5, ",test")])
 
 

@@ -75,8 +75,10 @@ def excluded_images(cells: Sequence[dict[str, Any]], source: Path) -> tuple[np.n
                          f"{sorted(reward_data)}")
     which = reward_data.pop()
     idx = search_val_images(reward_data=which)
-    what = ("held-out validation images" if which == "heldout" else
-            "reward images (a third of the demo's training split, reward_data=train)")
+    what = {"heldout": "held-out validation images",
+            "train": "reward images (a third of the demo's training split, reward_data=train)",
+            "finetune": "reward images (the fine-tune's: two thirds of the demo's training "
+                        "split, reward_data=finetune)"}[which]
     return idx, f"{len(idx)} {what}"
 
 

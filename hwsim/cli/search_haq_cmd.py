@@ -74,11 +74,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="what the reward and the greedy/ILP sensitivities measure on the "
                         "validation split: top1 accuracy (HAQ) or the NLL of the labels "
                         "(smoother on a small validation split; reported accuracies stay top-1)")
-    p.add_argument("--reward-data", choices=["heldout", "train"], default="heldout",
-                   help="the validation split: 160 held-out digits, or a third of the training "
-                        "split with the fine-tune on the rest (HAQ's code also rewards on "
-                        "training images; top-1 saturates there: use with "
-                        "--reward-metric nll)")
+    p.add_argument("--reward-data", choices=["heldout", "train", "finetune"], default="heldout",
+                   help="the reward's images: heldout = 160 held-out digits; train = a third of "
+                        "the training split, the fine-tune on the rest (top-1 saturates there: "
+                        "use with --reward-metric nll); finetune = HAQ's released code: the "
+                        "fine-tune's running accuracy on the images it trains on (the data of "
+                        "train)")
     p.add_argument("--configuration", default=None,
                    help="bit-flexible cost configuration (e.g. bismo edge|cloud)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

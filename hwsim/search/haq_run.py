@@ -32,6 +32,14 @@ Data (``digits_search_data``), ``reward_data``:
   (the other 160 are not used). The demo models fit their training images (100 % top-1 at 8
   bits), so on these images top-1 separates few policies: use it with ``reward_metric="nll"``.
   The final fine-tune (below) uses the whole training split, as HAQ's last step does.
+- ``"finetune"`` (HAQ's released code exactly, ``LinearQuantizeEnv``: the reward is the
+  fine-tune's own running top-1 on the images it trains on, ``PolicyEvaluator.
+  finetune_running``, best epoch, against the float model's top-1 on those images; HAQ's
+  ``val_size`` images are loaded and unused): the data of ``"train"``; the reward and the
+  greedy/ILP sensitivities come from the fine-tune on its 958 images (with
+  ``reward_metric="nll"``: its running NLL), the validation accuracy reported is measured
+  after the fine-tune on the other 479 as with ``"train"``, and ties at the best top-1 reward
+  are broken by the fine-tune's running NLL. Needs ``finetune_epochs`` >= 1.
 
 Options beyond HAQ's search: ``final_finetune_epochs`` (HAQ's last step, a longer fine-tune of
 the chosen policy, given alike to every baseline's policy, reported as ``final_finetune``) and
@@ -91,8 +99,9 @@ CALIB_SIZE = 128
 SPLIT_SEED = 0
 REFERENCE_BITS = 8  # budgets are fractions of the cost with every layer at W8A8
 CACHE_FORMAT = 1
+RUNNING = "running"  # accuracy-cache "split" of the fine-tune's running metrics
 REWARD_METRICS = ("top1", "nll")
-REWARD_DATA = ("heldout", "train")
+REWARD_DATA = ("heldout", "train", "finetune")
 
 
 # ----------------------------------------------------------------------------- budget
@@ -162,7 +171,8 @@ def image_size(graph: Graph) -> int:
 def digits_search_data(size: int, val_size: int | None = None, calib_size: int = CALIB_SIZE,
                        split_seed: int = SPLIT_SEED, reward_data: str = "heldout") -> SearchData:
     """The search's splits of scikit-learn digits at ``size`` x ``size`` (module docstring);
-    ``val_size`` defaults to ``VAL_SIZE`` ("heldout") or ``TRAIN_REWARD_SIZE`` ("train")."""
+    ``val_size`` defaults to ``VAL_SIZE`` ("heldout") or ``TRAIN_REWARD_SIZE`` ("train",
+    "finetune": the same split)."""
     from hwsim.graph.digits_demo import digits_data
 
     _check_reward_data(reward_data)
@@ -179,7 +189,7 @@ def digits_search_data(size: int, val_size: int | None = None, calib_size: int =
         val_size = TRAIN_REWARD_SIZE if val_size is None else val_size
         if not 0 < val_size < len(train_y):
             raise SearchError(f"val_size must lie in 1..{len(train_y) - 1} (training images) "
-                              f"for reward_data='train', got {val_size}")
+                              f"for reward_data={reward_data!r}, got {val_size}")
         val, tune = _train_reward_split(len(train_y), val_size, split_seed)
         val_x, val_y = train_x[val], train_y[val]
         train_x, train_y = train_x[tune], train_y[tune]
@@ -208,17 +218,19 @@ def _train_reward_split(n_train: int, val_size: int,
 
 def search_val_images(val_size: int | None = None, split_seed: int = SPLIT_SEED,
                       reward_data: str = "heldout") -> np.ndarray:
-    """Dataset indices (ascending) of ``digits_search_data``'s validation images: those the
-    reward and the baselines' sensitivities were measured on."""
+    """Dataset indices (ascending) of the images the reward and the baselines' sensitivities
+    were measured on: ``digits_search_data``'s validation images, or for "finetune" its
+    fine-tune images (``val_size`` still sizes the validation images)."""
     from hwsim.graph.digits_demo import digits_images
 
     _check_reward_data(reward_data)
-    if reward_data == "train":
+    if reward_data != "heldout":
         val_size = TRAIN_REWARD_SIZE if val_size is None else val_size
         if not 0 < val_size < N_TRAIN:
             raise SearchError(f"val_size must lie in 1..{N_TRAIN - 1} (training images) for "
-                              f"reward_data='train', got {val_size}")
-        return _train_reward_split(N_TRAIN, val_size, split_seed)[0]
+                              f"reward_data={reward_data!r}, got {val_size}")
+        val, tune = _train_reward_split(N_TRAIN, val_size, split_seed)
+        return tune if reward_data == "finetune" else val
     val_size = VAL_SIZE if val_size is None else val_size
     n_held = len(digits_images()[1]) - N_TRAIN
     if not 0 < val_size < n_held:
@@ -305,6 +317,15 @@ class CachedEvaluator:
         return self._lookup(_policy_key(policy), split, True,
                             lambda: self._measure(policy, split))
 
+    def running(self, policy: Sequence[tuple[int, int]], nll: bool = False) -> float:
+        """The fine-tune's running top-1 (or NLL, nats) of ``policy``
+        (``PolicyEvaluator.finetune_running``), measured once."""
+        def measure() -> tuple[float, float]:
+            self.evaluations += 1
+            return self.evaluator.finetune_running(list(policy))
+
+        return self._lookup(_policy_key(policy), RUNNING, nll, measure)
+
     def fp_accuracy(self, split: str = "val") -> float:
         return self._lookup("fp", split, False, lambda: self.evaluator.fp_evaluate(split))
 
@@ -312,12 +333,9 @@ class CachedEvaluator:
         return self._lookup("fp", split, True, lambda: self.evaluator.fp_evaluate(split))
 
 
-class NegativeNllView:
-    """What the search and the sensitivities see with ``reward_metric="nll"``: the score
-    ``-NLL`` (nats; higher is better) in place of top-1 accuracy, so HAQ's reward
-    ``0.1 * 100 * (score_q - score_fp)`` and the baselines' "accuracy drops" become NLL increases.
-    A smoother signal than top-1 on a small validation split (160 images here: top-1 moves in
-    steps of 0.625 pp and is flat between many policies). Deviation from HAQ (top-1 reward)."""
+class _ScoreView:
+    """A ``CachedEvaluator`` seen through another score (subclasses define ``accuracy`` and
+    ``fp_accuracy``)."""
 
     def __init__(self, ev: CachedEvaluator) -> None:
         self.ev = ev
@@ -330,11 +348,40 @@ class NegativeNllView:
     def base_bits(self) -> int:
         return self.ev.base_bits
 
+
+class NegativeNllView(_ScoreView):
+    """What the search and the sensitivities see with ``reward_metric="nll"``: the score
+    ``-NLL`` (nats; higher is better) in place of top-1 accuracy, so HAQ's reward
+    ``0.1 * 100 * (score_q - score_fp)`` and the baselines' "accuracy drops" become NLL increases.
+    A smoother signal than top-1 on a small validation split (160 images here: top-1 moves in
+    steps of 0.625 pp and is flat between many policies). Deviation from HAQ (top-1 reward)."""
+
     def accuracy(self, policy: Sequence[tuple[int, int]], split: str = "val") -> float:
         return -self.ev.nll(policy, split)
 
     def fp_accuracy(self, split: str = "val") -> float:
         return -self.ev.fp_nll(split)
+
+
+class FinetuneRunningView(_ScoreView):
+    """What the search and the sensitivities see with ``reward_data="finetune"`` (HAQ's
+    released code): a policy's score is its fine-tune's running top-1 on the fine-tune images
+    (``reward_metric="top1"``) or minus its running NLL ("nll"); the float score is the float
+    model's on the same images. The validation top-1 and NLL are measured with each score, from
+    the same fine-tune (so the episodes' reported validation accuracy costs no second
+    fine-tune). The ``split`` argument is ignored: the reward has one set of images."""
+
+    def __init__(self, ev: CachedEvaluator, reward_metric: str) -> None:
+        super().__init__(ev)
+        self.nll = reward_metric == "nll"
+
+    def accuracy(self, policy: Sequence[tuple[int, int]], split: str = "val") -> float:
+        score = self.ev.running(policy, self.nll)
+        self.ev.accuracy(policy, "val")  # same fine-tune: only the emulator runs
+        return -score if self.nll else score
+
+    def fp_accuracy(self, split: str = "val") -> float:
+        return -self.ev.fp_nll("train") if self.nll else self.ev.fp_accuracy("train")
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -349,7 +396,7 @@ def _policy_text(policy: Policy) -> str:
 
 def _entry(ev: CachedEvaluator, costs: CostTable, budget: float, policy: Policy,
            final: CachedEvaluator | None = None, with_nll: bool = False,
-           **extra: Any) -> dict[str, Any]:
+           with_running: bool = False, **extra: Any) -> dict[str, Any]:
     cost = costs.total(policy)
     entry = {"policy": _policy_json(costs, policy), "cost": cost, "budget": budget,
              "unit": costs.unit, "cost_fraction": cost / costs.uniform(REFERENCE_BITS),
@@ -358,6 +405,9 @@ def _entry(ev: CachedEvaluator, costs: CostTable, budget: float, policy: Policy,
              **extra}
     if with_nll:
         entry["val_nll"] = ev.nll(policy, "val")
+    if with_running:
+        entry["finetune_running"] = {"accuracy": ev.running(policy),
+                                     "nll": ev.running(policy, True)}
     if final is not None:
         entry["final_finetune"] = {"epochs": final.evaluator.finetune_epochs,
                                    "accuracy": final.accuracy(policy, "test"),
@@ -366,17 +416,21 @@ def _entry(ev: CachedEvaluator, costs: CostTable, budget: float, policy: Policy,
 
 
 def _write_episodes(path: Path, episodes: Sequence[Any], ref_cost: float, ev: CachedEvaluator,
-                    reward_metric: str) -> None:
-    """One row per episode: cost, validation top-1 (and NLL when it is the reward), reward."""
+                    reward_metric: str, running: bool = False) -> None:
+    """One row per episode: cost, validation top-1 (and NLL when it is the reward), the
+    fine-tune's running top-1 and NLL when they are the reward's data, reward."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    nll = reward_metric == "nll"
+    nll = reward_metric == "nll" and not running
     w.writerow(["episode", "cost", "cost_fraction", "val_accuracy", *(["val_nll"] if nll else []),
+                *(["running_accuracy", "running_nll"] if running else []),
                 "reward", "policy_w/a"])
     for ep in episodes:
         w.writerow([ep.episode, repr(ep.cost), repr(ep.cost / ref_cost),
                     repr(ev.accuracy(ep.policy, "val")),
                     *([repr(ev.nll(ep.policy, "val"))] if nll else []),
+                    *([repr(ev.running(ep.policy)), repr(ev.running(ep.policy, True))]
+                      if running else []),
                     repr(ep.reward), _policy_text(ep.policy)])
     write_text_atomic(path, buf.getvalue())
 
@@ -447,7 +501,9 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
     optimizer, learning rate and seed as the search's fine-tune. ``reward_metric``: "top1"
     (HAQ) or "nll" (``NegativeNllView``: the reward and the greedy/ILP sensitivities use the
     validation NLL instead; reported accuracies stay top-1). ``reward_data``: which images are
-    the validation split (``digits_search_data``: "heldout", or "train" as in HAQ's code).
+    the validation split (``digits_search_data``: "heldout", or "train" as in HAQ's code), or
+    "finetune": the reward is the fine-tune's running top-1 (NLL) on its own images, as in
+    HAQ's released code (``FinetuneRunningView``; needs ``finetune_epochs`` >= 1).
     Returns the ``result.json`` content. BudgetError for a malformed or unreachable budget
     (checked before any accuracy is measured)."""
     from hwsim.search.haq_ddpg import DdpgConfig, run_haq
@@ -459,6 +515,10 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
     if reward_metric not in REWARD_METRICS:
         raise SearchError(f"reward_metric {reward_metric!r}; allowed: {', '.join(REWARD_METRICS)}")
     _check_reward_data(reward_data)
+    running = reward_data == "finetune"
+    if running and finetune_epochs < 1:
+        raise SearchError("reward_data='finetune' rewards the fine-tune's running accuracy: "
+                          f"finetune_epochs must be >= 1, got {finetune_epochs}")
     if final_finetune_epochs < 0:
         raise SearchError(f"final_finetune_epochs must be >= 0, got {final_finetune_epochs}")
     dev = load_device(device)
@@ -497,7 +557,11 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
                                     finetune_epochs=final_finetune_epochs, seed=seed)
         final = CachedEvaluator(final_raw, evaluator_context(graph, dev, final_raw), cache_path)
     with_nll = reward_metric == "nll"
-    seen = NegativeNllView(ev) if with_nll else ev  # what the search and the baselines see
+    seen: CachedEvaluator | NegativeNllView | FinetuneRunningView  # what the search and the
+    if running:                                                       # baselines see
+        seen = FinetuneRunningView(ev, reward_metric)
+    else:
+        seen = NegativeNllView(ev) if with_nll else ev
     timings: dict[str, float] = {"setup_s": time.perf_counter() - t0}
 
     t = time.perf_counter()
@@ -507,7 +571,7 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
     for u in uniforms:  # the final fine-tune for the widest uniform policy within the budget
         baselines[f"uniform-{u.bits}"] = _entry(ev, costs, limit, u.policy,
                                                 final if u.bits == widest_fit else None,
-                                                with_nll, bits=u.bits)
+                                                with_nll, running, bits=u.bits)
     timings["uniform_s"] = time.perf_counter() - t
     t = time.perf_counter()
     sens = measure_sensitivity(_Progress(seen, progress, "sensitivity", n, bits, fixed), costs,
@@ -518,7 +582,7 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
         t = time.perf_counter()
         policy = solve(scores, costs, limit, fixed, bits)
         check_budget(name, policy, costs, limit)
-        baselines[name] = _entry(ev, costs, limit, policy, final, with_nll,
+        baselines[name] = _entry(ev, costs, limit, policy, final, with_nll, running,
                                  sensitivity_objective=sum(scores[i][p]
                                                            for i, p in enumerate(policy)))
         timings[f"{name}_s"] = time.perf_counter() - t
@@ -526,14 +590,18 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
     t = time.perf_counter()
     before = ev.evaluations
     # top-1 on a small validation split ties often; the NLL was measured with each accuracy
-    tie_break = None if with_nll else (lambda policy: ev.nll(policy, "val"))
+    tie_break: Callable[[Policy], float] | None = None
+    if not with_nll:
+        tie_break = ((lambda policy: ev.running(policy, True)) if running else
+                     (lambda policy: ev.nll(policy, "val")))
     search = run_haq(seen, costs, limit, DdpgConfig(episodes=episodes, seed=seed),
                      checkpoint=out / "haq_checkpoint.pt", progress=progress,
                      tie_break=tie_break)
     check_budget("HAQ", search.policy, costs, limit)
     timings["haq_s"] = time.perf_counter() - t
     haq_evaluations = ev.evaluations - before
-    chosen = _entry(ev, costs, limit, search.policy, final, with_nll)
+    seen_name = "running" if running else "val"
+    chosen = _entry(ev, costs, limit, search.policy, final, with_nll, running)
     result: dict[str, Any] = {
         "model": model, "device": dev.name, "configuration": configuration,
         "cost_source": costs.source, "metric": metric, "unit": costs.unit,
@@ -543,8 +611,11 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
         **chosen,
         "selection": {"tied_at_best_reward": search.tied_at_best,
                       "tie_break": "earliest" if with_nll else
-                      "lowest validation NLL, then earliest"},
+                      f"lowest {'fine-tune running' if running else 'validation'} NLL, "
+                      "then earliest"},
         "fp_val_accuracy": ev.fp_accuracy("val"),
+        **({"fp_finetune_images": {"accuracy": ev.fp_accuracy("train"),
+                                   "nll": ev.fp_nll("train")}} if running else {}),
         "episodes": len(search.episodes), "seed": seed, "finetune_epochs": finetune_epochs,
         "final_finetune_epochs": final_finetune_epochs, "reward_metric": reward_metric,
         "data": {"train": len(data.train_y), "val": len(data.val_y), "test": len(data.test_y),
@@ -552,9 +623,10 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
                  "reward_data": reward_data,
                  "final_finetune_train": len(final_data.train_y)},
         "sensitivity": {"evaluations": sens.evaluations,
-                        ("reference_val_accuracy" if reward_metric == "top1" else
-                         "reference_val_negative_nll"): sens.reference_accuracy,
-                        "objective": "monotone envelope of the measured validation "
+                        (f"reference_{seen_name}_accuracy" if reward_metric == "top1" else
+                         f"reference_{seen_name}_negative_nll"): sens.reference_accuracy,
+                        "objective": "monotone envelope of the measured "
+                                     + ("fine-tune running " if running else "validation ")
                                      + ("accuracy drop" if reward_metric == "top1" else
                                         "NLL increase")
                                      + " per component, summed (haq_baselines)"},
@@ -562,7 +634,7 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
         "evaluations": {"measured_this_run": ev.evaluations, "haq_measured": haq_evaluations},
         "timings": timings,
     }
-    _write_episodes(out / "episodes.csv", search.episodes, ref_cost, ev, reward_metric)
+    _write_episodes(out / "episodes.csv", search.episodes, ref_cost, ev, reward_metric, running)
     _plot(out / "accuracy_vs_cost.png", result, search.episodes, ev)
     timings["total_s"] = time.perf_counter() - t0
     write_json_atomic(out / "result.json", result)
@@ -571,9 +643,9 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
 
 def final_finetune_data(data: SearchData, reward_data: str) -> SearchData:
     """The final fine-tune's data: the search's, but on the whole training split when the
-    reward images were taken from it (HAQ fine-tunes its chosen policy on the full training
-    set); calibration stays the search's."""
-    if reward_data != "train":
+    reward images were taken from it ("train", "finetune"; HAQ fine-tunes its chosen policy
+    on the full training set); calibration stays the search's."""
+    if reward_data == "heldout":
         return data
     from hwsim.graph.digits_demo import digits_data
 
@@ -584,7 +656,8 @@ def final_finetune_data(data: SearchData, reward_data: str) -> SearchData:
 class _Progress:
     """Passes accuracy calls through to ``ev``, with a tqdm bar over the expected count."""
 
-    def __init__(self, ev: CachedEvaluator | NegativeNllView, enabled: bool, desc: str,
+    def __init__(self, ev: CachedEvaluator | NegativeNllView | FinetuneRunningView,
+                 enabled: bool, desc: str,
                  n_layers: int,
                  bits: Sequence[int], fixed: dict[int, tuple[int | None, int | None]]) -> None:
         from tqdm import tqdm
