@@ -81,7 +81,9 @@ def cells_from_run_dir(run_dir: Path) -> list[dict[str, Any]]:
     return cells
 
 
-def _parse_policy(text: str, where: str) -> list[tuple[int, int]]:
+def parse_policy(text: str, where: str) -> list[tuple[int, int]]:
+    """``"8/8 4/5"`` (a ``policy_w/a`` cell) -> [(8, 8), (4, 5)]; SystemExit naming ``where``
+    for anything else."""
     out = []
     for item in text.split():
         w, sep, a = item.partition("/")
@@ -130,7 +132,7 @@ def cells_from_csv(path: Path, options: dict[str, int | None]) -> list[dict[str,
             raise SystemExit(f"{path} line {i}: method {r['method']} repeated in the cell")
         final = float(r["final_test_accuracy"])
         cell["methods"][r["method"]] = {
-            "policy": _parse_policy(r["policy_w/a"], f"{path} line {i}"),
+            "policy": parse_policy(r["policy_w/a"], f"{path} line {i}"),
             "accuracy": float(r["test_accuracy"]),
             "final_accuracy": None if np.isnan(final) else final,
             "cost_fraction": float(r["cost_fraction"]) if "cost_fraction" in r else None,

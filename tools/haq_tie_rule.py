@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from haq_significance import cells_from_run_dir, parse_policy  # tools/ is on sys.path
 
 from hwsim.latency.table import write_text_atomic
 from hwsim.quant.device import load_device
@@ -23,27 +24,18 @@ from hwsim.search.haq_accuracy import PolicyEvaluator
 from hwsim.search.haq_cost import quantizable_layers
 from hwsim.search.haq_run import digits_search_data, image_size, load_search_model
 
-Policy = list[tuple[int, int]]
 
-
-def parse_policy(text: str) -> Policy:
-    """``"8/8 4/5"`` -> [(8, 8), (4, 5)] (episodes.csv's ``policy_w/a``)."""
-    return [(int(w), int(a)) for w, a in (p.split("/") for p in text.split())]
-
-
-def earliest_at_best(episodes: Sequence[dict[str, str]]) -> tuple[int, Policy, int]:
-    """(episode, policy, tie count) of the first episode with the highest reward."""
+def earliest_at_best(episodes: Sequence[dict[str, str]],
+                     where: str) -> tuple[int, list[tuple[int, int]], int]:
+    """(episode, policy, tie count) of the first episode with the highest reward (the one
+    HAQ's code keeps: it replaces its best only on a strictly higher reward)."""
     if not episodes:
-        raise ValueError("no episodes")
+        raise SystemExit(f"{where}: no episodes")
     rewards = [float(e["reward"]) for e in episodes]
     best = max(rewards)
     first = rewards.index(best)
-    return (int(episodes[first]["episode"]), parse_policy(episodes[first]["policy_w/a"]),
-            rewards.count(best))
-
-
-def reported_policy(result: dict[str, Any]) -> Policy:
-    return [(p["weight_bits"], p["activation_bits"]) for p in result["policy"].values()]
+    return (int(episodes[first]["episode"]),
+            parse_policy(episodes[first]["policy_w/a"], where), rewards.count(best))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,37 +43,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("run", type=Path, help="haq_table.py output folder")
     ap.add_argument("--out", type=Path, help="markdown report")
     args = ap.parse_args(argv)
-    results = sorted(args.run.glob("*/*/*/result.json"))
-    if not results:
-        print(f"{args.run}: no */*/*/result.json", file=sys.stderr)
+    cells = cells_from_run_dir(args.run)
+    if not cells:
+        print(f"{args.run}: no result.json below it", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
     graphs: dict[str, Any] = {}
     lines = ["| model | device | budget | tied | earliest episode | same policy | "
              "earliest test acc | reported test acc |", "|---|---|---|---|---|---|---|---|"]
     diffs, changed = [], 0
-    for path in results:
-        res = json.loads(path.read_text())
-        with (path.parent / "episodes.csv").open(newline="") as f:
-            episode, policy, tied = earliest_at_best(list(csv.DictReader(f)))
-        model = res["model"]
+    for cell in cells:
+        episodes_csv = Path(cell["where"]).parent / "episodes.csv"
+        with episodes_csv.open(newline="") as f:
+            episode, policy, tied = earliest_at_best(list(csv.DictReader(f)), str(episodes_csv))
+        model = cell["model"]
         graph = graphs.setdefault(model, load_search_model(model))
-        data = digits_search_data(image_size(graph),
-                                  reward_data=res["data"].get("reward_data", "heldout"))
-        ev = PolicyEvaluator(graph, load_device(res["device"]), quantizable_layers(graph), data,
-                             finetune_epochs=res["finetune_epochs"], seed=res["seed"])
-        reported = reported_policy(res)
-        if abs(ev.accuracy(reported, "test") - res["accuracy"]) > 1e-12:
-            print(f"{path}: the reported policy's re-run test accuracy differs from the stored "
-                  f"{res['accuracy']}", file=sys.stderr)
+        data = digits_search_data(image_size(graph), reward_data=cell["reward_data"])
+        ev = PolicyEvaluator(graph, load_device(cell["device"]), quantizable_layers(graph), data,
+                             finetune_epochs=cell["finetune_epochs"], seed=cell["seed"])
+        haq = cell["methods"]["haq"]
+        if abs(ev.accuracy(haq["policy"], "test") - haq["accuracy"]) > 1e-12:
+            print(f"{cell['where']}: the reported policy's re-run test accuracy differs from the "
+                  f"stored {haq['accuracy']}", file=sys.stderr)
             return 1
         acc = ev.accuracy(policy, "test")
-        same = policy == reported
+        same = policy == haq["policy"]
         changed += not same
-        diffs.append(acc - res["accuracy"])
-        lines.append(f"| {model} | {res['device']} | {res['budget_fraction']:g} | {tied} | "
+        diffs.append(acc - haq["accuracy"])
+        lines.append(f"| {model} | {cell['device']} | {cell['budget']:g} | {tied} | "
                      f"{episode} | {'yes' if same else 'no'} | {acc:.2%} | "
-                     f"{res['accuracy']:.2%} |")
+                     f"{haq['accuracy']:.2%} |")
         print(lines[-1], file=sys.stderr, flush=True)
     text = "\n".join([
         "# The tie rule at HAQ's best reward", "",
@@ -91,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "reported: hwsim's (result.json). Test accuracy on the 200 test images after the run's "
         "fine-tune (the reported one re-measured and checked against result.json).", "",
         *lines, "",
-        f"{changed} of {len(results)} policies differ; earliest minus reported test accuracy, "
+        f"{changed} of {len(cells)} policies differ; earliest minus reported test accuracy, "
         f"summed over the cells: {100 * sum(diffs):+.1f} pp "
         f"({time.perf_counter() - t0:.0f} s).", ""])
     if args.out:
