@@ -108,8 +108,8 @@ def _markdown(all_rows: list[list[dict[str, Any]]], meta: dict[str, Any]) -> str
              f"Command: `{meta['command']}`", "",
              f"Episodes per HAQ search: {meta['episodes']} (HAQ used 600); fine-tune epochs "
              f"{meta['finetune_epochs']}; seed {meta['seed']}; reward metric "
-             f"{meta['reward_metric']} (top1 = HAQ's; nll = validation NLL for the reward and "
-             "the greedy/ILP sensitivities). Cost: "
+             f"{meta['reward_metric']} (top1 = HAQ's; nll = an NLL in place of top-1 for the "
+             "reward and the greedy/ILP sensitivities, on the images named below). Cost: "
              + ("weight bytes at each layer's weight bits (device-independent)"
                 if meta["metric"] == "size" else
                 f"{meta['metric']} from the devices' cost MODELS (bismo edge, bitfusion "
