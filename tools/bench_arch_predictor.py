@@ -55,6 +55,7 @@ import pandas as pd
 from scipy.stats import norm
 from sklearn.ensemble import HistGradientBoostingRegressor
 
+from hwsim.emulate.dump import save_png_atomic
 from hwsim.latency import arch_encoding
 from hwsim.latency.arch_predictor import (
     CrossValidatedLatencyPredictor,
@@ -294,10 +295,8 @@ def plot_results(results: pd.DataFrame, path: Path) -> None:
             ax.set_title(f"{space}: leave-one-device-out (target: dotted)", fontsize=9)
             ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    save_png_atomic(path, fig, dpi=110)
     plt.close(fig)
-    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hwsim.emulate.dump import save_png_atomic
 from hwsim.latency.table import write_text_atomic
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
@@ -111,10 +112,8 @@ def _plot(path: Path, cells: Sequence[tuple[str, dict[str, Any]]]) -> None:
         ax.axis("off")
     axes.flat[0].legend(fontsize=6)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    save_png_atomic(path, fig, dpi=110)
     plt.close(fig)
-    tmp.replace(path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,7 +35,7 @@ from typing import Any
 
 from hwsim.errors import HwsimError
 from hwsim.latency.table import write_text_atomic
-from hwsim.search.haq_run import run_haq_experiment
+from hwsim.search.haq_run import REWARD_DATA, REWARD_METRICS, run_haq_experiment
 
 METHODS = ("haq", "uniform", "greedy", "ilp")
 
@@ -230,9 +230,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="STE fine-tune epochs before each search accuracy (HAQ: 1)")
     p.add_argument("--metric", choices=["latency", "energy", "size"], default="latency",
                    help="what the budget limits (a fraction of its all-W8A8 value)")
-    p.add_argument("--reward-metric", choices=["top1", "nll"], default="top1",
+    p.add_argument("--reward-metric", choices=REWARD_METRICS, default="top1",
                    help="validation metric of the reward and the sensitivities (HAQ: top1)")
-    p.add_argument("--reward-data", choices=["heldout", "train", "finetune"], default="heldout",
+    p.add_argument("--reward-data", choices=REWARD_DATA, default="heldout",
                    help="images of the reward and the sensitivities: 160 held-out, a third "
                         "of the training split (pair with --reward-metric nll), or finetune: "
                         "the fine-tune's running accuracy on its own images (HAQ's released "

@@ -16,6 +16,7 @@ without a manifest. Files are written atomically (temporary name, then rename).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -50,6 +51,14 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same directory and a rename."""
     _atomic_write_bytes(path, data)
+
+
+def save_png_atomic(path: Path, fig: Any, dpi: int) -> None:
+    """Render the matplotlib figure ``fig`` as a PNG at ``dpi`` and write it to ``path`` through
+    a temporary file and a rename (the caller closes the figure)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    _atomic_write_bytes(path, buf.getvalue())
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:

@@ -62,7 +62,7 @@ from typing import Any
 
 import numpy as np
 
-from hwsim.emulate.dump import write_json_atomic
+from hwsim.emulate.dump import save_png_atomic, write_json_atomic
 from hwsim.errors import BudgetError, GraphError, SearchError
 from hwsim.graph.digits_demo import N_TRAIN
 from hwsim.graph.ir import Graph
@@ -465,10 +465,8 @@ def _plot(path: Path, result: dict[str, Any], episodes: Sequence[Any],
                  f"{result['budget_fraction']:g} x 8-bit {result['metric']}", fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    save_png_atomic(path, fig, dpi=120)
     plt.close(fig)
-    tmp.replace(path)
 
 
 # ----------------------------------------------------------------------------- experiment
@@ -557,8 +555,9 @@ def run_haq_experiment(device: str, model: str, budget: str, episodes: int, seed
                                     finetune_epochs=final_finetune_epochs, seed=seed)
         final = CachedEvaluator(final_raw, evaluator_context(graph, dev, final_raw), cache_path)
     with_nll = reward_metric == "nll"
-    seen: CachedEvaluator | NegativeNllView | FinetuneRunningView  # what the search and the
-    if running:                                                       # baselines see
+    # what the search and the baselines see
+    seen: CachedEvaluator | NegativeNllView | FinetuneRunningView
+    if running:
         seen = FinetuneRunningView(ev, reward_metric)
     else:
         seen = NegativeNllView(ev) if with_nll else ev

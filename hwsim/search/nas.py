@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from hwsim.emulate.dump import save_png_atomic
 from hwsim.errors import SearchError
 from hwsim.latency.table import write_text_atomic
 from hwsim.search.latency_model import LatencyModel, space_keys
@@ -621,7 +622,5 @@ def _plot(path: Path, config: NasConfig, results: dict[float, TargetResult]) -> 
     ax.set_title(f"{config.space}, reward {reward}:\naccuracy vs latency (targets dotted)")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    save_png_atomic(path, fig, dpi=120)
     plt.close(fig)
-    tmp.replace(path)
