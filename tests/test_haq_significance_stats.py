@@ -121,3 +121,60 @@ def test_add_holm_without_splits_groups_by_baseline(tool):
     tool.add_holm(tests)
     # uniform {0.01, 0.03} -> {0.02, 0.03}; ilp {0.02, 0.5} -> {0.04, 0.5}
     assert [t["p_holm"] for t in tests] == pytest.approx([0.02, 0.04, 0.03, 0.5])
+
+
+def _exact_mcnemar_power(n, discordant, difference, reps=20000, seed=0):
+    """Monte Carlo power of the exact two-sided McNemar test (binomial at 1/2 on the
+    discordant images) for n images with the given discordant share and difference."""
+    from scipy.stats import binom
+    rng = np.random.default_rng(seed)
+    k = rng.multinomial(n, [(discordant + difference) / 2, (discordant - difference) / 2,
+                            1 - discordant], size=reps)
+    first, second = k[:, 0], k[:, 1]
+    m = first + second
+    p = np.minimum(1.0, 2 * np.minimum(binom.cdf(first, m, 0.5), binom.sf(first - 1, m, 0.5)))
+    p[m == 0] = 1.0
+    return float(np.mean(p < 0.05))
+
+
+@pytest.mark.parametrize("discordant, difference", [
+    (0.2, 0.06), (0.01, 0.004), (0.05, -0.02), (0.02, 0.01)])
+def test_images_needed_gives_the_exact_test_about_the_asked_power(tool, discordant, difference):
+    n = tool.mcnemar_images_needed(discordant, difference)
+    # the normal approximation is a little optimistic for the (conservative) exact test
+    assert 0.72 <= _exact_mcnemar_power(round(n), discordant, difference) <= 0.85
+    assert _exact_mcnemar_power(round(n / 2), discordant, difference) < 0.5
+
+
+def test_images_needed_worked_by_hand(tool):
+    # psi 0.2, delta 0.06: (1.95996 * 0.44721 + 0.84162 * sqrt(0.1964))^2 / 0.0036 = 433.68
+    assert tool.mcnemar_images_needed(0.2, 0.06) == pytest.approx(433.68, abs=0.01)
+    assert tool.mcnemar_images_needed(0.2, -0.06) == tool.mcnemar_images_needed(0.2, 0.06)
+    assert tool.mcnemar_images_needed(0.2, 0.0) == math.inf
+    # a stricter test or more power needs more images
+    assert tool.mcnemar_images_needed(0.2, 0.06, alpha=0.01) > 433.7
+    assert tool.mcnemar_images_needed(0.2, 0.06, power=0.9) > 433.7
+
+
+def test_detectable_difference_inverts_images_needed(tool):
+    d = tool.mcnemar_detectable_difference(0.05, 839)
+    assert tool.mcnemar_images_needed(0.05, d) == pytest.approx(839)
+    assert tool.mcnemar_detectable_difference(0.05, 4 * 839) < d
+    # 6 discordant images of 839: even 6:0 needs (1.96 + 0.8416 sqrt(1 - psi))^2 / psi ~ 1095
+    # images, so no difference is found 80% of the time on 839
+    assert tool.mcnemar_detectable_difference(6 / 839, 839) is None
+    assert tool.mcnemar_detectable_difference(6 / 839, 1100) == pytest.approx(6 / 839, rel=0.01)
+    assert tool.mcnemar_detectable_difference(0.0, 839) is None
+
+
+@pytest.mark.parametrize("args, match", [
+    ((1.2, 0.1), r"discordant share 1.2 must lie in \[0, 1\]"),
+    ((0.1, 0.2), "difference 0.2 cannot exceed the discordant share 0.1"),
+])
+def test_images_needed_refuses_impossible_shares(tool, args, match):
+    with pytest.raises(ValueError, match=match):
+        tool.mcnemar_images_needed(*args)
+    with pytest.raises(ValueError, match=r"alpha 1.5 and power 0.8 must lie in \(0, 1\)"):
+        tool.mcnemar_images_needed(0.1, 0.05, alpha=1.5)
+    with pytest.raises(ValueError, match="n_images 0 must be at least 1"):
+        tool.mcnemar_detectable_difference(0.1, 0)

@@ -269,6 +269,18 @@ def test_tool_rows_verdicts_and_tests_from_pooled_correctness(tmp_path):
     assert "- cv_final: HAQ >= best baseline in 1/1 cells, >= uniform in 1/1." in text
     assert "no (-10.00 pp) / yes (+10.00 pp)" in text
     assert "other 7 images" in text  # 12 images, folds of 5
+    # cv vs greedy: psi 3/10, delta -1/10: (1.95996 sqrt(0.3) + 0.84162 sqrt(0.29))^2 / 0.01
+    # = 233.09 images; even 3:0 needs (1.07351 + 0.84162 sqrt(0.21))^2 / 0.09 = 23.7 > 10.
+    # cv_final vs uniform-4: psi 1/10, delta +1/10: (0.61980 + 0.25249)^2 / 0.01 = 76.09
+    assert [g["images_needed"] for g in gaps] == pytest.approx([233.09, 76.09], abs=0.01)
+    assert [g["detectable"] for g in gaps] == [None, None]
+    assert "| digits_cnn | bismo | 0.5 | cv | 3 of 10 | -10.00 | 234 | none |" in text
+    assert "| digits_cnn | bismo | 0.5 | cv_final | 1 of 10 | +10.00 | 77 | none |" in text
+    assert ("- cv: images needed: median 234, least 234; 0/1 cells with no difference at all; "
+            "1/1 (those included) need more than the 12 images of the whole dataset. On the 10 "
+            "images here no difference is found 80% of the time in 1/1 cells; |HAQ - best| "
+            "median 10.00 pp."
+            in text)
 
 
 def test_tool_excludes_the_images_the_tables_reward_used(tmp_path):
@@ -319,3 +331,25 @@ def test_tool_holm_families_are_one_baseline_in_one_split(import_tool):
     tool.add_holm(tests)
     # cv/uniform: 0.01*2, max(0.02, 0.04*1); cv/greedy: 0.01*2, max(0.02, 0.3); cv_final alone
     assert [t["p_holm"] for t in tests] == pytest.approx([0.02, 0.02, 0.04, 0.02, 0.3])
+
+
+def test_tool_resolution_compares_haq_with_the_first_most_accurate_baseline(import_tool):
+    tool = import_tool("haq_crossval")
+    haq = np.ones(2000, bool)
+    haq[:100] = False                       # 95.0%
+    first = np.ones(2000, bool)
+    first[100:200] = False                  # 95.0%, disagrees with HAQ on 200 images
+    second = haq.copy()                     # 95.0%, the same images as HAQ
+    worse = np.zeros(2000, bool)
+    got = tool.resolution(haq, [worse, first, second])
+    assert got["n_images"] == 2000 and got["discordant"] == pytest.approx(0.1)
+    assert got["difference"] == 0.0 and math.isinf(got["images_needed"])
+    # 200 discordant images of 2000: a difference findable 80% of the time exists, and the
+    # images it needs are the images here
+    sig = import_tool("haq_significance")
+    assert sig.mcnemar_images_needed(0.1, got["detectable"]) == pytest.approx(2000)
+    lines = tool.resolution_lines([{"model": "m", "device": "d", "budget": 0.5, "split": "cv",
+                                    "n_dataset": 2100, **got}])
+    assert any("| cv | 200 of 2000 | +0.00 | never (equal) |" in line for line in lines)
+    assert any("1/1 cells with no difference at all; 1/1 (those included) need more than the "
+               "2,100 images" in line for line in lines)

@@ -12,7 +12,9 @@ The policies stay those found on the search's model.
 Per cell: the accuracies, whether HAQ matches or beats the best baseline and the uniform one,
 HAQ's margin over each with a paired bootstrap interval (the best baseline chosen again in each
 resample), and exact two-sided McNemar tests of HAQ against each baseline on the pooled images
-(raw, and Holm-adjusted over the split's tests against the same baseline).
+(raw, and Holm-adjusted over the split's tests against the same baseline), and how many images
+would tell HAQ from the best baseline (the images an exact McNemar test needs to find the
+observed difference 80% of the time, and the smallest difference it finds on the images here).
 Measurements are kept in ``--cache`` (default: next to ``--out``); a rerun resumes.
 
     python tools/haq_crossval.py results/haq/top1-latency.csv \\
@@ -39,6 +41,8 @@ from haq_significance import (  # tools/ is on sys.path when run as a script
     cells_from_csv,
     match_probability_if_equal,
     mcnemar,
+    mcnemar_detectable_difference,
+    mcnemar_images_needed,
 )
 
 from hwsim.errors import HwsimError
@@ -134,8 +138,23 @@ def cell_gaps(cell: dict[str, Any], result: CrossvalResult) -> list[dict[str, An
         uniform = bootstrap_gap(correct[0], correct[1:2], level=LEVEL)
         gaps.append({"model": cell["model"], "device": cell["device"], "budget": cell["budget"],
                      "split": split, "best": best, "uniform": uniform,
-                     "p_match_if_equal": match_probability_if_equal(correct[0], correct[1:])})
+                     "p_match_if_equal": match_probability_if_equal(correct[0], correct[1:]),
+                     "n_dataset": result.n_dataset, **resolution(correct[0], correct[1:])})
     return gaps
+
+
+def resolution(haq: np.ndarray, baselines: Sequence[np.ndarray]) -> dict[str, Any]:
+    """How many images would tell HAQ from the most accurate baseline (the first of equals):
+    the share of images exactly one of the two gets right, HAQ's accuracy minus its, the images
+    an exact McNemar test (alpha 0.05) needs to find that difference 80% of the time, and the
+    smallest difference it finds 80% of the time on these images (None: none does)."""
+    best = baselines[int(np.argmax([np.sum(b) for b in baselines]))]
+    n = len(best)
+    discordant = float(np.mean(haq ^ best))
+    difference = float(np.mean(haq)) - float(np.mean(best))
+    return {"n_images": n, "discordant": discordant, "difference": difference,
+            "images_needed": mcnemar_images_needed(discordant, difference),
+            "detectable": mcnemar_detectable_difference(discordant, n)}
 
 
 def _interval(g: tuple[float, float, float]) -> str:
@@ -238,6 +257,7 @@ def markdown(source: Path, all_rows: list[list[dict[str, Any]]], tests: list[dic
                          f"{sides.count('contains')}/{len(sel)}, above 0 (HAQ ahead) in "
                          f"{sides.count('above')}/{len(sel)}")
         lines.append(f"- {split}: " + "; ".join(parts) + ".")
+    lines += resolution_lines(gaps)
     lines += ["", "Exact two-sided McNemar tests, HAQ vs each baseline on the pooled images "
               "(haq-only / baseline-only: images only that method classifies correctly; Holm: "
               "p adjusted over the split's tests against the same baseline, one per cell):",
@@ -265,6 +285,50 @@ def markdown(source: Path, all_rows: list[list[dict[str, Any]]], tests: list[dic
     lines += ["", f"Wall time of this invocation: {meta['total_s']:.0f} s "
               f"({meta['measured']} measurements made, the rest from the cache).", ""]
     return "\n".join(lines)
+
+
+def _images(n: float) -> str:
+    return "never (equal)" if math.isinf(n) else f"{math.ceil(n):,}"
+
+
+def resolution_lines(gaps: list[dict[str, Any]]) -> list[str]:
+    """The report's section on how many images would separate HAQ from the best baseline."""
+    lines = ["", "How many images would tell HAQ from the best baseline: the share of the "
+             "pooled images exactly one of the two gets right, HAQ's accuracy minus the "
+             "baseline's, the images an exact two-sided McNemar test at alpha 0.05 needs to "
+             "find a difference that large 80% of the time at that share (Connor's "
+             "approximation; plug-in: the observed difference taken as the true one), and the "
+             "smallest difference it finds 80% of the time on the images here (none: not even "
+             "every discordant image going one way):", "",
+             "| model | device | budget | split | discordant | HAQ - best (pp) | "
+             "images needed | smallest findable here (pp) |", "|---|---|---|---|---|---|---|---|"]
+    for g in gaps:
+        found = "none" if g["detectable"] is None else f"{100 * g['detectable']:.2f}"
+        lines.append(f"| {g['model']} | {g['device']} | {g['budget']:g} | {g['split']} | "
+                     f"{round(g['discordant'] * g['n_images'])} of {g['n_images']} | "
+                     f"{100 * g['difference']:+.2f} | {_images(g['images_needed'])} | "
+                     f"{found} |")
+    lines.append("")
+    for split, _ in SPLITS:
+        sel = [g for g in gaps if g["split"] == split]
+        if not sel:
+            continue
+        need = sorted(g["images_needed"] for g in sel)
+        finite = [n for n in need if not math.isinf(n)]
+        here = sorted({g["n_images"] for g in sel})
+        dataset = max(g["n_dataset"] for g in sel)
+        more = sum(n > dataset for n in need)
+        none = sum(g["detectable"] is None for g in sel)
+        lines.append(
+            f"- {split}: images needed: median {_images(float(np.median(need)))}"
+            + (f", least {_images(finite[0])}" if finite else "")
+            + f"; {len(need) - len(finite)}/{len(sel)} cells with no difference at all; "
+            f"{more}/{len(sel)} (those included) need more than the {dataset:,} images of the "
+            f"whole dataset. "
+            f"On the {'/'.join(map(str, here))} images here no difference is found 80% of the "
+            f"time in {none}/{len(sel)} cells; |HAQ - best| median "
+            f"{100 * float(np.median([abs(g['difference']) for g in sel])):.2f} pp.")
+    return lines
 
 
 def rows_csv(all_rows: list[list[dict[str, Any]]]) -> str:
