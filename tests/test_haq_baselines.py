@@ -83,6 +83,31 @@ def test_ilp_optimum_equals_brute_force(seed):
 
 
 @pytest.mark.parametrize("seed", range(6))
+def test_ilp_honours_the_tie_break_when_every_drop_is_zero(seed):
+    """A saturated top-1 reward measures no drop anywhere: only TIE_BREAK per bit removed tells
+    the pairs apart, and the ILP must still find the fewest bits removed that fit (scores a
+    few 1e-7 apart, below HiGHS's default absolute MIP gap of 1e-6)."""
+    from hwsim.search.haq_baselines import Sensitivity
+    costs, fixed, _ = _random_instance(seed, n=5)
+    zero = tuple({b: 0.0 for b in BITS} for _ in range(5))
+    sens = Sensitivity(weight=zero, activation=zero, reference_accuracy=1.0, evaluations=0)
+    scores = pair_scores(sens, fixed, BITS)
+    # and drops in whole validation images (1/160) on one layer, as a top-1 reward measures
+    images = [dict(s) for s in scores]
+    images[2] = {(w, a): v + (w < 8) / 160 for (w, a), v in images[2].items()}
+    for sc in (scores, images):
+        for frac in (0.45, 0.6, 0.75, 0.9):
+            budget = frac * costs.uniform(8)
+            brute = _brute_force(costs, fixed, sc, budget)
+            if brute is None:
+                continue
+            policy = ilp_policy(sc, costs, budget, fixed, BITS)
+            assert costs.total(policy) <= budget
+            assert score_total(sc, policy) == pytest.approx(brute[0], abs=1e-12), (
+                seed, frac, policy, brute)
+
+
+@pytest.mark.parametrize("seed", range(6))
 def test_greedy_respects_budget_and_never_beats_the_ilp(seed):
     costs, fixed, scores = _random_instance(seed, n=5)
     floor = costs.total([(8, 8)] + [(2, 2)] * 3 + [(8, 2)])

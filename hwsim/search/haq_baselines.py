@@ -14,8 +14,9 @@ Every baseline works on the same problem as ``haq_env.HaqEnv``: per quantizable 
   of the budget on the raise with the largest sensitivity decrease per unit of cost that
   still fits (a lowering may overshoot the budget).
 - ``ilp_policy``: HAWQ-V3's integer linear program (Yao et al., ICML 2021) solved exactly with
-  ``scipy.optimize.milp`` (HiGHS branch and bound, relative gap 0): a binary per (layer, pair),
-  one pair per layer, one budget constraint, minimise the summed per-layer sensitivity.
+  ``scipy.optimize.milp`` (HiGHS branch and bound, relative gap 0, the objective in units of
+  ``TIE_BREAK`` so HiGHS's absolute gap of 1e-6 cannot hide a tie-break): a binary per (layer,
+  pair), one pair per layer, one budget constraint, minimise the summed per-layer sensitivity.
   HAWQ-V3's objective is a Hessian-trace-weighted quantization perturbation over weight widths
   {4, 8}; here it is the **measured** accuracy drop under the device's numerics (below), over
   every candidate pair, because the evaluator measures it where HAWQ-V3 needed a second-order
@@ -283,7 +284,9 @@ def ilp_policy(scores: Sequence[Mapping[tuple[int, int], float]], costs: CostTab
                     raise SearchError(f"ilp: no score for layer {i} at w{w}a{a}")
                 index.append((i, (w, a)))
     nv = len(index)
-    c = np.array([scores[i][p] for i, p in index], dtype=np.float64)
+    # HiGHS stops within an absolute objective gap of 1e-6 (scipy's milp cannot change it),
+    # which would swallow TIE_BREAK steps; in units of TIE_BREAK the gap is far below one step.
+    c = np.array([scores[i][p] for i, p in index], dtype=np.float64) / TIE_BREAK
     onehot = np.zeros((n, nv))
     for k, (i, _) in enumerate(index):
         onehot[i, k] = 1.0
