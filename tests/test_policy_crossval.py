@@ -353,3 +353,16 @@ def test_tool_resolution_compares_haq_with_the_first_most_accurate_baseline(impo
     assert any("| cv | 200 of 2000 | +0.00 | never (equal) |" in line for line in lines)
     assert any("1/1 cells with no difference at all; 1/1 (those included) need more than the "
                "2,100 images" in line for line in lines)
+
+
+def test_tool_resolution_accepts_every_discordant_image_going_one_way(import_tool):
+    """95/100 right against 94/100 on a subset: 0.95 - 0.94 exceeds 0.01 in floating point, so
+    shares taken from the two accuracies would be refused as impossible."""
+    tool = import_tool("haq_crossval")
+    haq = np.arange(100) < 95
+    best = np.arange(100) < 94
+    got = tool.resolution(haq, [best])
+    assert got["discordant"] == got["difference"] == 0.01
+    # psi = delta = 0.01: (1.95996 * 0.1 + 0.84162 * sqrt(0.0099))^2 / 1e-4 = 782.53 images
+    assert got["images_needed"] == pytest.approx(782.53, abs=0.01)
+    assert got["detectable"] is None

@@ -37,6 +37,7 @@ import numpy as np
 from haq_significance import (  # tools/ is on sys.path when run as a script
     SETTINGS,
     add_holm,
+    best_baseline,
     bootstrap_gap,
     cells_from_csv,
     match_probability_if_equal,
@@ -148,10 +149,13 @@ def resolution(haq: np.ndarray, baselines: Sequence[np.ndarray]) -> dict[str, An
     the share of images exactly one of the two gets right, HAQ's accuracy minus its, the images
     an exact McNemar test (alpha 0.05) needs to find that difference 80% of the time, and the
     smallest difference it finds 80% of the time on these images (None: none does)."""
-    best = baselines[int(np.argmax([np.sum(b) for b in baselines]))]
+    haq = np.asarray(haq, bool)
+    best = best_baseline(baselines)
     n = len(best)
-    discordant = float(np.mean(haq ^ best))
-    difference = float(np.mean(haq)) - float(np.mean(best))
+    # from integer counts, so that |difference| <= discordant holds exactly in floating point
+    haq_only, best_only = int(np.sum(haq & ~best)), int(np.sum(~haq & best))
+    discordant = (haq_only + best_only) / n
+    difference = (haq_only - best_only) / n
     return {"n_images": n, "discordant": discordant, "difference": difference,
             "images_needed": mcnemar_images_needed(discordant, difference),
             "detectable": mcnemar_detectable_difference(discordant, n)}

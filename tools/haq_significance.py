@@ -205,6 +205,14 @@ def bootstrap_gap(haq: np.ndarray, baselines: Sequence[np.ndarray], n_boot: int 
     return observed, float(lo), float(hi)
 
 
+def best_baseline(baselines: Sequence[np.ndarray]) -> np.ndarray:
+    """The most accurate of ``baselines`` (per-image correctness), the first of equals."""
+    cols = [np.asarray(b, bool) for b in baselines]
+    if not cols:
+        raise ValueError("best_baseline needs at least one baseline")
+    return cols[int(np.argmax([c.sum() for c in cols]))]
+
+
 def match_probability_if_equal(haq: np.ndarray, baselines: Sequence[np.ndarray]) -> float:
     """P(HAQ's accuracy >= the best baseline's) if HAQ were exactly as good as it.
 
@@ -213,11 +221,9 @@ def match_probability_if_equal(haq: np.ndarray, baselines: Sequence[np.ndarray])
     with probability 1/2, independently, so HAQ matches or beats it iff X >= m/2 for
     X ~ Binomial(m, 1/2). The other baselines are left out, so this is an upper bound on the
     probability of matching or beating every baseline."""
-    cols = [np.asarray(b, bool) for b in baselines]
-    if not cols:
+    if not baselines:
         raise ValueError("match_probability_if_equal needs at least one baseline")
-    best = cols[int(np.argmax([c.sum() for c in cols]))]
-    m = int(np.sum(np.asarray(haq, bool) ^ best))
+    m = int(np.sum(np.asarray(haq, bool) ^ best_baseline(baselines)))
     return float(binom.sf(math.ceil(m / 2) - 1, m, 0.5))
 
 
